@@ -1,0 +1,3 @@
+"""CLI commands of the device stage (filled in by the device work)."""
+
+COMMANDS: list = []

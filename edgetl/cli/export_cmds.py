@@ -1,0 +1,3 @@
+"""CLI commands of the export stage (filled in by the export work)."""
+
+COMMANDS: list = []

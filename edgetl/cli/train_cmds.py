@@ -1,0 +1,3 @@
+"""CLI commands of the train stage (filled in by the train work)."""
+
+COMMANDS: list = []

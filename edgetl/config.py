@@ -1,0 +1,194 @@
+"""The training configuration: one frozen dataclass, loaded from YAML, overridden by CLI flags.
+
+Every field is also a `edgetl train` flag (`--input-size 96`, `--dense-units 1024,512`,
+`--no-augment`), generated from the field list below, so YAML and CLI can never drift apart.
+The resolved config is written into the run folder (`config.yaml`) and is all a run needs
+to be reproduced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from edgetl.errors import ConfigError
+
+
+def _opt(help: str, choices: tuple | None = None, low: float | None = None, high: float | None = None):
+    return {"help": help, "choices": choices, "low": low, "high": high}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything `edgetl train` needs.
+
+    Attributes are grouped as data, base, head, augmentation, optimisation, fine-tuning,
+    output. Ranges and choices are enforced by `validate()`.
+    """
+
+    # data
+    data: str | None = field(default=None, metadata=_opt("Class-per-folder image tree (with train/ and val/ or flat)."))
+    val_split: float = field(default=0.2, metadata=_opt("Fraction held out per class when --data is flat.", low=0.0, high=0.9))
+    # base
+    base: str = field(default="mobilenet_v2", metadata=_opt("Pretrained base (see `edgetl layers`)."))
+    weights: str = field(default="imagenet", metadata=_opt("imagenet | none | path to a .h5 weights file."))
+    cut_layer: str | None = field(default=None, metadata=_opt("Layer of the base whose output feeds the head (default: the base's last layer)."))
+    input_size: int = field(default=160, metadata=_opt("Square input size in pixels.", low=32, high=1024))
+    # head
+    pooling: str = field(default="avg", metadata=_opt("How the base's feature map becomes a vector.", choices=("avg", "max", "flatten")))
+    dense_units: tuple[int, ...] = field(default=(), metadata=_opt("Hidden Dense layers of the head, e.g. 1024 or 512,128."))
+    dense_activation: str = field(default="relu", metadata=_opt("Activation of the hidden Dense layers.", choices=("relu", "tanh", "swish")))
+    dropout: float = field(default=0.2, metadata=_opt("Dropout before the output layer.", low=0.0, high=0.95))
+    # augmentation (applied to images before the frozen base; each view is cached)
+    augment: bool = field(default=False, metadata=_opt("Train the head on augmented views as well as the original images."))
+    augment_views: int = field(default=2, metadata=_opt("Augmented views per training image (cached once).", low=0, high=64))
+    rotation: float = field(default=0.0, metadata=_opt("Max rotation in degrees (Keras rotation_range).", low=0.0, high=180.0))
+    width_shift: float = field(default=0.0, metadata=_opt("Max horizontal shift as a fraction of width.", low=0.0, high=1.0))
+    height_shift: float = field(default=0.0, metadata=_opt("Max vertical shift as a fraction of height.", low=0.0, high=1.0))
+    shear: float = field(default=0.0, metadata=_opt("Max shear angle in degrees (Keras shear_range).", low=0.0, high=45.0))
+    zoom: float = field(default=0.0, metadata=_opt("Zoom range: scale drawn from [1-zoom, 1+zoom].", low=0.0, high=0.9))
+    horizontal_flip: bool = field(default=False, metadata=_opt("Randomly mirror left-right."))
+    vertical_flip: bool = field(default=False, metadata=_opt("Randomly mirror top-bottom."))
+    # optimisation of the head
+    optimizer: str = field(default="adam", metadata=_opt("Optimizer of the head.", choices=("adam", "rmsprop", "sgd")))
+    learning_rate: float = field(default=1e-4, metadata=_opt("Learning rate of the head.", low=1e-8, high=1.0))
+    batch_size: int = field(default=32, metadata=_opt("Batch size.", low=1, high=4096))
+    epochs: int = field(default=10, metadata=_opt("Epochs of head training.", low=1, high=10000))
+    # fine-tuning
+    fine_tune_layers: int = field(default=0, metadata=_opt("Unfreeze the top N layers of the base after the head converged (0: off).", low=0, high=100000))
+    fine_tune_epochs: int = field(default=5, metadata=_opt("Epochs of end-to-end fine-tuning.", low=1, high=10000))
+    fine_tune_learning_rate: float = field(default=1e-5, metadata=_opt("Learning rate for fine-tuning (keep it low).", low=1e-9, high=1.0))
+    qat: bool = field(default=False, metadata=_opt("Quantization-aware training of the head after training (tensorflow-model-optimization)."))
+    qat_epochs: int = field(default=2, metadata=_opt("Epochs of quantization-aware training.", low=1, high=1000))
+    # run
+    seed: int = field(default=42, metadata=_opt("Seed for splitting, augmentation and initialisation.", low=0, high=2**31 - 1))
+    out: str = field(default="runs/latest", metadata=_opt("Run folder to write."))
+    cache_dir: str = field(default="~/.cache/edgetl", metadata=_opt("Where base features are cached between runs."))
+    strategy: str = field(default="default", metadata=_opt("tf.distribute strategy.", choices=("default", "mirrored", "multi_worker")))
+    tensorboard: bool = field(default=False, metadata=_opt("Write TensorBoard logs into the run folder."))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["dense_units"] = list(self.dense_units)
+        return out
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return build_config({**self.to_dict(), **changes})
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_HINTS = typing.get_type_hints(TrainConfig)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn a YAML or CLI value into the field's type, or raise a ConfigError naming the key."""
+    hint = _HINTS[name]
+    optional = type(None) in typing.get_args(hint)
+    target = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if optional else hint
+    if value is None or (isinstance(value, str) and value.lower() in ("null", "~") and optional):
+        if optional:
+            return None
+        raise ConfigError(f"config key '{name}' must not be empty")
+    origin = typing.get_origin(target)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if isinstance(items, (int, float)) and not isinstance(items, bool):
+            items = [items]
+        if not isinstance(items, (list, tuple)):
+            raise ConfigError(f"config key '{name}' must be a list of integers, got {value!r}")
+        try:
+            return tuple(int(str(i).strip()) for i in items if str(i).strip() != "")
+        except ValueError:
+            raise ConfigError(f"config key '{name}' must be a list of integers, got {value!r}") from None
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+            return value.lower() in ("true", "yes", "1", "on")
+        raise ConfigError(f"config key '{name}' must be true or false, got {value!r}")
+    if target is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ConfigError(f"config key '{name}' must be an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key '{name}' must be an integer, got {value!r}") from None
+    if target is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key '{name}' must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key '{name}' must be a number, got {value!r}") from None
+    if target is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"config key '{name}' must be a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"config key '{name}' has an unsupported type")  # pragma: no cover
+
+
+def build_config(values: Mapping[str, Any]) -> TrainConfig:
+    """Validate a mapping of keys (YAML spelling, `_` or `-`) and build the frozen config."""
+    clean: dict[str, Any] = {}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name not in FIELDS:
+            close = [f for f in FIELDS if f.startswith(name[:4])]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"unknown config key '{key}'{hint}")
+        clean[name] = _coerce(name, value)
+    config = TrainConfig(**clean)
+    validate(config)
+    return config
+
+
+def validate(config: TrainConfig) -> None:
+    """Range and choice checks; the registry check of `base` lives in `edgetl.bases`."""
+    for name, f in FIELDS.items():
+        value = getattr(config, name)
+        meta = f.metadata
+        if meta.get("choices") and value not in meta["choices"]:
+            raise ConfigError(f"config key '{name}' must be one of {', '.join(meta['choices'])}; got {value!r}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            low, high = meta.get("low"), meta.get("high")
+            if (low is not None and value < low) or (high is not None and value > high):
+                raise ConfigError(f"config key '{name}' must be between {low} and {high}; got {value!r}")
+    if any(u <= 0 for u in config.dense_units):
+        raise ConfigError(f"config key 'dense_units' must hold positive integers; got {list(config.dense_units)}")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Safe-load a YAML mapping. Python tags (`!!python/object`) and non-mappings are refused."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"config file {path} is not valid YAML: {first}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """YAML file (optional) + CLI overrides (None values ignored) -> validated TrainConfig."""
+    values: dict[str, Any] = read_yaml(path) if path else {}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return build_config(values)
+
+
+def dump_config(config: TrainConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

@@ -1,0 +1,71 @@
+"""The classifier: frozen base -> new head, built with the Keras functional API.
+
+The fused model is `image -> base(training=False) -> head -> probabilities`, where `base`
+and `head` are nested Models with those names. Training fits `head` alone on cached base
+features; export takes `base` and `head` apart again for the device's split form.
+
+Output: two classes -> one sigmoid unit (P(class 1)), as in the lessons; more -> softmax.
+"""
+
+from __future__ import annotations
+
+from edgetl.bases import build_base, get_base
+from edgetl.config import TrainConfig
+from edgetl.runtime.head import NumpyHead
+
+
+def output_kind(num_classes: int) -> tuple[str, int]:
+    """(activation, units) of the output layer for this many classes."""
+    return ("sigmoid", 1) if num_classes == 2 else ("softmax", num_classes)
+
+
+def build_head(feature_shape: tuple[int, ...], num_classes: int, config: TrainConfig):
+    from edgetl._tf import keras
+
+    activation, units = output_kind(num_classes)
+    inputs = keras.Input(shape=tuple(feature_shape), name="features")
+    x = inputs
+    if len(feature_shape) == 3:
+        pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D,
+                "flatten": keras.layers.Flatten}[config.pooling]
+        x = pool(name="pool")(x)
+    for i, width in enumerate(config.dense_units):
+        x = keras.layers.Dense(width, activation=config.dense_activation, name=f"dense_{i}")(x)
+    if config.dropout > 0:
+        x = keras.layers.Dropout(config.dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(units, activation=activation, name="predictions")(x)
+    return keras.Model(inputs, outputs, name="head")
+
+
+def build_classifier(config: TrainConfig, num_classes: int, weights: str | None = "config"):
+    """-> (fused model, base, head). `weights` defaults to config.weights."""
+    from edgetl._tf import keras
+
+    spec = get_base(config.base)
+    base = build_base(spec, config.input_size, config.weights if weights == "config" else weights, config.cut_layer)
+    head = build_head(tuple(base.output.shape[1:]), num_classes, config)
+    inputs = keras.Input(shape=(config.input_size, config.input_size, 3), name="image")
+    outputs = head(base(inputs, training=False))
+    return keras.Model(inputs, outputs, name="edgetl_classifier"), base, head
+
+
+def split_model(model):
+    """Fused model -> (base, head) nested models."""
+    return model.get_layer("base"), model.get_layer("head")
+
+
+def head_to_numpy(head, classes: list[str], pooling: str, activation: str) -> NumpyHead:
+    """Copy a trained Keras head into the numpy format the device runs and retrains."""
+    from edgetl._tf import keras
+
+    dense = [layer for layer in head.layers if isinstance(layer, keras.layers.Dense)]
+    has_pool = any(layer.name == "pool" for layer in head.layers)
+    out_kind, _ = output_kind(len(classes))
+    return NumpyHead(
+        classes=list(classes),
+        pooling=pooling if has_pool else "none",
+        output=out_kind,
+        activation=activation,
+        weights=[layer.get_weights()[0] for layer in dense],
+        biases=[layer.get_weights()[1] for layer in dense],
+    )
