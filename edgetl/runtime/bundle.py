@@ -130,13 +130,31 @@ def load_bundle(bundle_dir: str | Path) -> Bundle:
         raise BundleError(f"{path} has no integer format_version")
     if version > FORMAT_VERSION:
         raise BundleError(f"bundle format {version} is newer than this edgetl understands ({FORMAT_VERSION}); upgrade edgetl")
-    for key in ("classes", "input", "models"):
-        if key not in manifest:
-            raise BundleError(f"{path} is missing '{key}'")
-    for key in ("size", "scale", "offset"):
-        if key not in manifest["input"]:
-            raise BundleError(f"{path} input section is missing '{key}'")
+    _check_schema(manifest, path)
     bundle = Bundle(root, manifest)
     for entry in bundle.models.values():  # refuse escaping paths up front
         resolve_inside(root, entry.get("file", ""))
+    if "head" in manifest:
+        resolve_inside(root, manifest["head"].get("file", ""))
     return bundle
+
+
+def _check_schema(manifest: dict[str, Any], path: Path) -> None:
+    """Types of the keys the runtime relies on, so a bad manifest is one clear error, not a KeyError later."""
+    expect = {"classes": list, "input": dict, "models": dict}
+    for key, kind in expect.items():
+        if not isinstance(manifest.get(key), kind):
+            raise BundleError(f"{path}: '{key}' must be a JSON {kind.__name__}")
+    if not manifest["classes"] or not all(isinstance(c, str) for c in manifest["classes"]):
+        raise BundleError(f"{path}: 'classes' must be a non-empty list of names")
+    for key in ("size", "scale", "offset"):
+        value = manifest["input"].get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise BundleError(f"{path}: input '{key}' must be a number")
+    if int(manifest["input"]["size"]) < 1:
+        raise BundleError(f"{path}: input size must be positive")
+    for name, entry in manifest["models"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+            raise BundleError(f"{path}: model '{name}' must be an object with a 'file'")
+    if "head" in manifest and (not isinstance(manifest["head"], dict) or not isinstance(manifest["head"].get("file"), str)):
+        raise BundleError(f"{path}: 'head' must be an object with a 'file'")

@@ -67,6 +67,8 @@ def open_image(source, size: int | None = None) -> Image.Image:
             raise
         except UnidentifiedImageError:
             raise ImageError(f"{name}: not an image Pillow can read") from None
+        except Image.DecompressionBombError:
+            raise ImageError(f"{name}: exceeds the {MAX_PIXELS:,}-pixel limit (decompression bomb?)") from None
         except (OSError, ValueError) as exc:
             raise ImageError(f"{name}: cannot open ({_reason(exc)})") from None
     try:

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install edgetl with its training and test extras, then run the whole test suite.
+# This is the README's test command and exactly what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install --quiet --disable-pip-version-check -e ".[train,dev]"
+# Optional pieces some tests use (browser for the HTML report, MediaPipe client): installed when possible,
+# the tests that need them skip with a reason otherwise.
+if [ -x scripts/install_test_extras.sh ]; then bash scripts/install_test_extras.sh || echo "note: optional test extras not installed"; fi
+python3 -m pytest -q -p no:cacheprovider "$@"
