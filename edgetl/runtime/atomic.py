@@ -23,6 +23,15 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+_UMASK = os.umask(0)  # read once at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
+
+def _umask_mode(base: int = 0o666) -> int:
+    """The mode a plain open() would give: mkstemp/mkdtemp default to 0600/0700 (owner only)."""
+    return base & ~_UMASK
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -44,6 +53,7 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, _umask_mode())
     try:
         yield tmp_path
         if tmp_path.is_file():
@@ -78,6 +88,7 @@ def atomic_dir(target: str | Path, overwrite: bool = True) -> Iterator[Path]:
     if target.exists() and not overwrite:
         raise FileExistsError(str(target))
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    os.chmod(tmp, _umask_mode(0o777))
     try:
         yield tmp
         _fsync_dir(tmp)
