@@ -1,3 +1,106 @@
-"""CLI commands of the device stage (filled in by the device work)."""
+"""CLI commands of the device stage: run, update-head, rollback-head, bench.
 
-COMMANDS: list = []
+They only parse flags and call edgetl.runtime (imported inside each command), so none of
+them pulls in TensorFlow: this is what runs on the Pi / Jetson.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+THREADS = click.option("--threads", type=click.IntRange(min=1), default=None,
+                       help="Interpreter threads (default: the runtime's choice).")
+
+
+@click.command("run")
+@click.argument("bundle", type=click.Path(file_okay=False))
+@click.argument("sources", nargs=-1)
+@click.option("--top-k", "top_k", type=click.IntRange(min=1), default=1, show_default=True, help="Labels per image.")
+@THREADS
+@click.option("--format", "fmt", default=None, help="Model format (default: best available, tflite-int8 first).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--camera", default=None, help="Camera device index (OpenCV) or 'picamera' (Picamera2).")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N camera frames.")
+@click.option("--fps-every", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Seconds between FPS reports on stderr (camera; 0: off).")
+@click.pass_context
+def run_cmd(ctx, bundle, sources, top_k, threads, fmt, as_json, camera, max_frames, fps_every):
+    """Classify images (files, folders, globs, '-' = paths on stdin) or camera frames with BUNDLE.
+
+    Exit code 1 if any image could not be classified (each gets an `error:` line on stderr).
+    """
+    from edgetl.errors import ConfigError
+    from edgetl.runtime import runner, sources as src
+
+    if camera is None and not sources:
+        raise ConfigError("give images, folders, globs or '-' (paths on stdin), or --camera N|picamera")
+    if camera is not None and sources:
+        raise ConfigError("use either image SOURCEs or --camera, not both")
+    predictor = runner.open_predictor(bundle, fmt, threads)
+    if camera is not None:
+        source = src.open_camera(camera)
+        runner.run_camera(predictor, source, sys.stdout, sys.stderr, top_k, as_json, max_frames, fps_every)
+        return
+    summary = runner.run_paths(predictor, src.iter_paths(sources), sys.stdout, sys.stderr, top_k, as_json)
+    if summary.failed:
+        click.echo(f"{summary.ok} classified, {summary.failed} failed", err=True)
+        ctx.exit(1)
+
+
+@click.command("update-head")
+@click.argument("bundle", type=click.Path(file_okay=False))
+@click.option("--data", required=True, type=click.Path(), help="Folder of <class>/<images>.")
+@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--holdout", type=float, default=0.2, show_default=True, help="Fraction held out per class to compare heads.")
+@click.option("--force", is_flag=True, help="Swap in the new head even if it is less accurate.")
+@click.option("--allow-new-classes", is_flag=True, help="Accept class folders the current head does not know.")
+@click.option("--hidden", type=click.IntRange(min=0), default=0, show_default=True, help="Hidden units (0: softmax regression).")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--base-format", default=None, help="Base model to extract features with (default: base-tflite-int8 or best).")
+@THREADS
+def update_head_cmd(bundle, data, epochs, holdout, force, allow_new_classes, hidden, learning_rate, seed,
+                    base_format, threads):
+    """Retrain BUNDLE's head on the device (numpy) and swap it in if it is at least as accurate."""
+    from edgetl.runtime.retrain import RetrainConfig, update_head
+
+    cfg = RetrainConfig(data=data, epochs=epochs, holdout=holdout, force=force, allow_new_classes=allow_new_classes,
+                        hidden=hidden, learning_rate=learning_rate, seed=seed, threads=threads, base_format=base_format)
+    result = update_head(bundle, cfg)
+    click.echo(f"features: {result.new_images} new, {result.cached_images} cached, {result.failed_images} failed; "
+               f"train {result.num_train}, holdout {result.num_holdout}")
+    click.echo(f"held-out accuracy: current {result.current_accuracy:.1%}, new {result.new_accuracy:.1%}")
+    click.echo(f"swapped in device head {result.record['file']} ({', '.join(result.classes)})")
+
+
+@click.command("rollback-head")
+@click.argument("bundle", type=click.Path(file_okay=False))
+def rollback_head_cmd(bundle):
+    """Point BUNDLE back to its previous head (or the exported one)."""
+    from edgetl.runtime import headstore
+    from edgetl.runtime.bundle import load_bundle
+
+    record = headstore.rollback(load_bundle(bundle))
+    click.echo(f"now using {'device head ' + record['file'] if record else 'the exported head (fused model)'}")
+
+
+@click.command("bench")
+@click.argument("bundle", type=click.Path(file_okay=False))
+@click.option("--data", default=None, type=click.Path(), help="Folder of <class>/<images> for accuracy.")
+@THREADS
+@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Timed calls per format.")
+@click.option("--format", "formats", multiple=True, help="Only these formats (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def bench_cmd(bundle, data, threads, runs, formats, as_json):
+    """Size, accuracy, latency, cold start and peak memory of each format in BUNDLE."""
+    import json
+
+    from edgetl.runtime import bench
+
+    results = bench.bench_bundle(bundle, data, threads, runs, list(formats) or None)
+    click.echo(json.dumps(results, indent=2) if as_json else bench.table(results))
+
+
+COMMANDS = [run_cmd, update_head_cmd, rollback_head_cmd, bench_cmd]

@@ -1,0 +1,108 @@
+"""Soak test of the device runner: RSS must stay flat over long runs (prints JSON).
+
+    python benchmarks/soak_runtime.py [--bundle /tmp/edgetl_bench/bundle] [--images 10000] [--frames 3000]
+
+1. `run_paths` over a folder of N image paths (symlinks to a few real 500x375 JPEGs, so
+   decode cost is real) with results written to /dev/null;
+2. `run_camera` over a simulated 640x480 camera that also fails now and then.
+RSS (VmRSS) is sampled along the way; growth = last sample - sample after warm-up. Target < 5 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edgetl.runtime import runner, sources  # noqa: E402
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def sampled(items, every: int, samples: list):
+    for i, item in enumerate(items, 1):
+        if i % every == 0:
+            samples.append(round(rss_mb(), 2))
+        yield item
+
+
+class SimCamera:
+    name = "simulated camera"
+
+    def __init__(self, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.frames = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(4)]
+        self.n = 0
+
+    def read(self):
+        self.n += 1
+        if self.n % 500 == 0:
+            raise sources.FrameError("simulated dropout")
+        return self.frames[self.n % len(self.frames)]
+
+    def close(self):
+        pass
+
+
+def growth(samples: list[float], warmup: int) -> float:
+    return round(samples[-1] - samples[min(warmup, len(samples) - 1)], 2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bundle", type=Path, default=Path("/tmp/edgetl_bench/bundle"))
+    ap.add_argument("--photos", type=Path, default=Path("/tmp/edgetl_bench/jpeg500"))
+    ap.add_argument("--images", type=int, default=10000)
+    ap.add_argument("--frames", type=int, default=3000)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    photos = sorted(args.photos.glob("*.jpg"))
+    if not photos:
+        sys.exit(f"no JPEGs in {args.photos}; run benchmarks/bench_runtime.py first")
+    folder = args.photos.parent / f"soak_{args.images}"
+    folder.mkdir(exist_ok=True)
+    for i in range(args.images):
+        link = folder / f"{i:06d}.jpg"
+        if not link.exists():
+            link.symlink_to(photos[i % len(photos)])
+    pred = runner.open_predictor(args.bundle, None, args.threads)
+    devnull = open(os.devnull, "w")
+    samples: list[float] = []
+    t0 = time.perf_counter()
+    summary = runner.run_paths(pred, sampled(sources.iter_paths([str(folder)]), 500, samples), devnull, sys.stderr)
+    files = {"images": summary.ok, "failed": summary.failed, "seconds": round(time.perf_counter() - t0, 1),
+             "rss_mb_samples": samples, "rss_growth_mb_after_warmup": growth(samples, 1)}
+
+    cam_samples: list[float] = []
+    cam = SimCamera()
+    real_read = cam.read
+
+    def read():
+        if cam.n % 250 == 0:
+            cam_samples.append(round(rss_mb(), 2))
+        return real_read()
+
+    cam.read = read
+    t0 = time.perf_counter()
+    summary = runner.run_camera(pred, cam, devnull, devnull, max_frames=args.frames, fps_every=0,
+                                sleep=lambda s: None)
+    camera = {"frames": summary.ok, "failed_reads": summary.failed_reads, "seconds": round(time.perf_counter() - t0, 1),
+              "rss_mb_samples": cam_samples, "rss_growth_mb_after_warmup": growth(cam_samples, 1)}
+    print(json.dumps({"bundle": str(args.bundle), "format": pred.fmt, "files": files, "camera": camera}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

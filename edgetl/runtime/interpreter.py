@@ -1,0 +1,195 @@
+"""Thin adapters over a TFLite or ONNX interpreter with one interface: `Model.run(batch)`.
+
+Every adapter takes the *preprocessed float* batch (pixels * scale + offset, as in the
+manifest) and returns float32 outputs: probabilities (N, num_classes) for a fused model,
+features for a base model. Quantized inputs/outputs are handled here, pycoral-style, so
+callers never see uint8. Interpreters are imported lazily: a Pi with only ai-edge-litert
+(or only onnxruntime) installed can run the formats it has.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgetl.errors import ModelError
+
+FLOAT_DTYPES = (np.float32, np.float16)
+QUANT_DTYPES = (np.uint8, np.int8)
+
+
+@dataclass(frozen=True)
+class Quant:
+    """Affine quantization of a tensor: real = scale * (q - zero_point)."""
+
+    scale: float
+    zero_point: int
+
+    def quantize(self, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        # q = round(real / scale) + zero_point, clipped to the integer type's range.
+        info = np.iinfo(dtype)
+        q = np.round(x / np.float32(self.scale)) + self.zero_point
+        return np.clip(q, info.min, info.max).astype(dtype)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        # real = scale * (q - zero_point); via int64 so uint8 - zero_point cannot wrap around.
+        return (np.float32(self.scale) * (q.astype(np.int64) - self.zero_point)).astype(np.float32)
+
+
+def _as_probabilities(out: np.ndarray, role: str) -> np.ndarray:
+    """A fused model with one sigmoid unit -> [1 - p, p], so callers always get (N, num_classes)."""
+    if role == "fused" and out.ndim == 2 and out.shape[1] == 1:
+        p = out[:, 0]
+        return np.stack([1.0 - p, p], axis=1).astype(np.float32)
+    return out
+
+
+class Model:
+    """Common interface. `backend` names the library actually used (for notices and bench)."""
+
+    backend: str = ""
+    input_dtype: np.dtype
+    role: str = "fused"
+
+    def prepare(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        """Preprocessed float batch -> the input tensor (quantized / cast) the interpreter takes."""
+        raise NotImplementedError
+
+    def invoke_one(self, tensor: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        """The bare interpreter call on a prepared tensor (what bench times)."""
+        raise NotImplementedError
+
+    def run(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        """Preprocessed float batch -> float32 probabilities (fused) or features (base)."""
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------- tflite
+def _tflite_interpreter_class() -> tuple[type, str]:
+    """ai-edge-litert first, then the older tflite-runtime wheel (with a notice); else a clear error."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, "ai_edge_litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
+
+        print("note: ai_edge_litert is not installed; using tflite_runtime", file=sys.stderr)
+        return Interpreter, "tflite_runtime"
+    except ImportError:
+        raise ModelError("no TFLite interpreter installed: run `pip install ai-edge-litert` "
+                         "(or pick an ONNX format with --format onnx)") from None
+
+
+class TFLiteModel(Model):
+    def __init__(self, path: Path, threads: int | None, role: str = "fused"):
+        cls, self.backend = _tflite_interpreter_class()
+        try:
+            self.interpreter = cls(model_path=str(path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{path.name}: cannot load TFLite model ({str(exc).splitlines()[0][:120]})") from None
+        self.role = role
+        inp = self.interpreter.get_input_details()[0]
+        out = self.interpreter.get_output_details()[0]
+        self._in_index, self._out_index = inp["index"], out["index"]
+        self.input_dtype = np.dtype(inp["dtype"])
+        self.input_shape = tuple(int(d) for d in inp["shape"])
+        if self.input_dtype.type not in FLOAT_DTYPES + QUANT_DTYPES:
+            raise ModelError(f"{path.name}: unsupported input dtype {self.input_dtype}; "
+                             "expected float32, float16, uint8 or int8")
+        self.in_quant = Quant(*inp["quantization"][:2]) if self.input_dtype.type in QUANT_DTYPES else None
+        out_dtype = np.dtype(out["dtype"])
+        self.out_quant = Quant(*out["quantization"][:2]) if out_dtype.type in QUANT_DTYPES else None
+        if self.in_quant is not None and self.in_quant.scale == 0:
+            raise ModelError(f"{path.name}: quantized input has scale 0 (broken conversion); re-export")
+
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        if self.in_quant is not None:
+            return self.in_quant.quantize(x, self.input_dtype)
+        return x.astype(self.input_dtype, copy=False)
+
+    def invoke_one(self, tensor: np.ndarray) -> np.ndarray:
+        """The bare interpreter call on an already-prepared (1, H, W, 3) tensor (what bench times)."""
+        self.interpreter.set_tensor(self._in_index, tensor)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._out_index)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch)
+        outs = [self.invoke_one(self.prepare(batch[i:i + 1])) for i in range(len(batch))]
+        out = np.concatenate(outs, axis=0)
+        out = self.out_quant.dequantize(out) if self.out_quant is not None else out.astype(np.float32)
+        return _as_probabilities(out, self.role)
+
+
+# ------------------------------------------------------------------------------------ onnx
+class OnnxModel(Model):
+    backend = "onnxruntime"
+
+    def __init__(self, path: Path, threads: int | None, role: str = "fused"):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ModelError("onnxruntime is not installed: run `pip install onnxruntime` "
+                             "(or pick a TFLite format with --format tflite-int8)") from None
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"{path.name}: cannot load ONNX model ({str(exc).splitlines()[0][:120]})") from None
+        self.role = role
+        inp = self.session.get_inputs()[0]
+        self._in_name = inp.name
+        dtypes = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+        if inp.type not in dtypes:  # e.g. a raw-pixel uint8 graph: refuse now, not on the first image
+            raise ModelError(f"{path.name}: unsupported ONNX input type {inp.type}; export with float input")
+        self.input_dtype = np.dtype(dtypes[inp.type])
+        self.input_shape = tuple(d if isinstance(d, int) else 1 for d in inp.shape)
+
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x).astype(self.input_dtype, copy=False)
+
+    def invoke_one(self, tensor: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self._in_name: tensor})[0]
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        out = self.invoke_one(self.prepare(batch))
+        return _as_probabilities(np.asarray(out, dtype=np.float32), self.role)
+
+
+RUNTIMES: dict[str, Callable[..., Model]] = {"tflite": TFLiteModel, "onnx": OnnxModel}
+# The Python module each runtime needs, checked without importing it (to choose a default format).
+RUNTIME_MODULES: dict[str, tuple[str, ...]] = {
+    "tflite": ("ai_edge_litert", "tflite_runtime"),
+    "onnx": ("onnxruntime",),
+}
+
+
+def runtime_available(runtime: str) -> bool:
+    return any(importlib.util.find_spec(m) is not None for m in RUNTIME_MODULES.get(runtime, ()))
+
+
+def runtime_of(fmt: str, entry: dict[str, Any]) -> str:
+    """The manifest's `runtime`, or guessed from the format name (onnx* -> onnx, else tflite)."""
+    runtime = entry.get("runtime") or ("onnx" if fmt.removeprefix("base-").startswith("onnx") else "tflite")
+    if runtime not in RUNTIMES:
+        raise ModelError(f"format '{fmt}' needs runtime '{runtime}'; this edgetl knows {', '.join(RUNTIMES)}")
+    return runtime
+
+
+def open_model(path: Path, runtime: str, threads: int | None = None, role: str = "fused") -> Model:
+    if threads is not None and threads < 1:
+        raise ModelError(f"--threads must be >= 1, got {threads}")
+    return RUNTIMES[runtime](Path(path), threads, role)

@@ -1,0 +1,219 @@
+"""`edgetl run`: classify files or camera frames with a bundle, numpy + an interpreter only.
+
+    image/frame -> load_rgb(size) -> preprocess(scale, offset)   (same code as training)
+                -> fused model ------------------------------------> probabilities
+                -> base model -> NumpyHead (after `update-head`) ---> probabilities
+
+Nothing here keeps per-item results: each prediction is written out and dropped, so memory
+stays flat over days of camera frames.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, TextIO
+
+import numpy as np
+from PIL import Image
+
+from edgetl.errors import BundleError, ImageError
+from edgetl.runtime import headstore, interpreter
+from edgetl.runtime.bundle import Bundle, load_bundle
+from edgetl.runtime.image import load_rgb, preprocess
+from edgetl.runtime.sources import CameraError, FrameSource, PathItem, Retry, frames
+
+# Default format: the first one the bundle has and whose runtime is installed.
+FORMAT_PREFERENCE = ("tflite-int8", "tflite-float16", "tflite-float32", "tflite-dynamic", "onnx-int8", "onnx")
+
+
+def is_base(fmt: str, entry: dict) -> bool:
+    return entry.get("role") == "base" or fmt.startswith("base-")
+
+
+def fused_formats(bundle: Bundle) -> list[str]:
+    return [f for f, e in bundle.models.items() if not is_base(f, e) and f != "keras"]
+
+
+def _pick(bundle: Bundle, candidates: Iterable[str], what: str) -> str:
+    for fmt in candidates:
+        if fmt in bundle.models and interpreter.runtime_available(interpreter.runtime_of(fmt, bundle.models[fmt])):
+            return fmt
+    have = ", ".join(bundle.models) or "none"
+    raise BundleError(f"no {what} model in {bundle.root} can run here (bundle has: {have}); "
+                      "install a runtime with `pip install ai-edge-litert` or `pip install onnxruntime`")
+
+
+def choose_format(bundle: Bundle, fmt: str | None) -> str:
+    """--format, checked against the bundle; default: best available fused format."""
+    if fmt is None:
+        return _pick(bundle, FORMAT_PREFERENCE, "fused")
+    if fmt not in bundle.models or is_base(fmt, bundle.models[fmt]):
+        raise BundleError(f"--format {fmt} is not in this bundle; choose one of: {', '.join(fused_formats(bundle)) or 'none'}")
+    return fmt
+
+
+def choose_base_format(bundle: Bundle, fmt: str | None, trained_on: str | None = None) -> str:
+    """The base model for base + numpy head: base-<fmt>, else the one the head was trained on, else the best."""
+    if fmt is not None:
+        if f"base-{fmt}" not in bundle.models:
+            bases = [f.removeprefix("base-") for f in bundle.models if f.startswith("base-")]
+            raise BundleError(f"the device head needs base-{fmt}, which this bundle lacks; use --format "
+                              f"{' or '.join(bases) or '(none)'} or `edgetl rollback-head`")
+        return f"base-{fmt}"
+    if not any(is_base(f, e) for f, e in bundle.models.items()):
+        raise BundleError(f"{bundle.root} has no base model (base-<format>) to run a device head with; "
+                          "re-export the bundle with its split form")
+    order = ([trained_on] if trained_on else []) + [f"base-{f}" for f in FORMAT_PREFERENCE]
+    return _pick(bundle, order, "base")
+
+
+@dataclass
+class Predictor:
+    """A bundle ready to classify: `probabilities(tensor)` for one preprocessed (1, H, W, 3) input."""
+
+    bundle: Bundle
+    fmt: str
+    model: interpreter.Model
+    head: headstore.NumpyHead | None = None
+    head_description: str = "fused model"
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return self.bundle.input_size
+
+    def tensor(self, source) -> np.ndarray:
+        """Path / file / PIL image -> the model input, exactly as training computes it."""
+        return preprocess(load_rgb(source, self.size), self.bundle.scale, self.bundle.offset)[None]
+
+    def probabilities(self, tensor: np.ndarray) -> np.ndarray:
+        out = self.model.run(tensor)
+        if self.head is not None:
+            out = self.head.predict(out)
+        return out[0]
+
+    def classify(self, source) -> np.ndarray:
+        return self.probabilities(self.tensor(source))
+
+
+def open_predictor(bundle_dir, fmt: str | None = None, threads: int | None = None) -> Predictor:
+    """Fused model, or base + device head when `update-head` swapped one in."""
+    bundle = load_bundle(bundle_dir)
+    if fmt is not None and fmt not in bundle.models:
+        raise BundleError(f"--format {fmt} is not in this bundle; choose one of: {', '.join(fused_formats(bundle)) or 'none'}")
+    active = headstore.active_head(bundle) if headstore.read_pointer(bundle) is not None else None
+    if active is not None and active.is_device_head:
+        chosen = choose_base_format(bundle, fmt, active.record.get("base"))
+        entry = bundle.models[chosen]
+        model = interpreter.open_model(bundle.model_path(chosen), interpreter.runtime_of(chosen, entry), threads, "base")
+        return Predictor(bundle, chosen, model, active.head, active.description, list(active.head.classes))
+    chosen = choose_format(bundle, fmt)
+    entry = bundle.models[chosen]
+    model = interpreter.open_model(bundle.model_path(chosen), interpreter.runtime_of(chosen, entry), threads, "fused")
+    return Predictor(bundle, chosen, model, None, "fused model", bundle.classes)
+
+
+# ---------------------------------------------------------------------------------- output
+def top_k(probs: np.ndarray, classes: list[str], k: int) -> list[dict]:
+    order = np.argsort(-probs, kind="stable")[: max(1, k)]
+    return [{"label": classes[i], "score": round(float(probs[i]), 6)} for i in order]
+
+
+def format_result(key: str, name, probs: np.ndarray, classes: list[str], k: int, latency_ms: float,
+                  as_json: bool) -> str:
+    best = top_k(probs, classes, k)
+    if as_json:
+        return json.dumps({key: name, "label": best[0]["label"], "score": best[0]["score"],
+                           "top_k": best, "latency_ms": round(latency_ms, 3)})
+    line = f"{name}  {best[0]['label']}  {best[0]['score']:.3f}  ({latency_ms:.1f} ms)"
+    if len(best) > 1:
+        line += "  [" + ", ".join(f"{b['label']} {b['score']:.3f}" for b in best[1:]) + "]"
+    return line
+
+
+@dataclass
+class Summary:
+    ok: int = 0
+    failed: int = 0
+    failed_reads: int = 0
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def run_paths(predictor: Predictor, items: Iterable[PathItem], out: TextIO, err: TextIO,
+              k: int = 1, as_json: bool = False) -> Summary:
+    """Classify each path; a bad one gets `error: <path>: <reason>` on `err` and the run goes on."""
+    summary = Summary()
+    start = time.perf_counter()
+    for item in items:
+        if item.error is not None:
+            summary.failed += 1
+            print(f"error: {item.path}: {item.error}", file=err, flush=True)
+            continue
+        t0 = time.perf_counter()
+        try:
+            probs = predictor.classify(item.path)
+        except ImageError as exc:
+            summary.failed += 1
+            reason = str(exc)
+            reason = reason[len(item.path) + 2:] if reason.startswith(f"{item.path}: ") else reason
+            print(f"error: {item.path}: {reason}", file=err, flush=True)
+            continue
+        latency = (time.perf_counter() - t0) * 1000.0
+        summary.ok += 1
+        print(format_result("path", item.path, probs, predictor.classes, k, latency, as_json), file=out, flush=True)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def run_camera(predictor: Predictor, source: FrameSource, out: TextIO, err: TextIO, k: int = 1,
+               as_json: bool = False, max_frames: int | None = None, fps_every: float = 10.0,
+               retry: Retry = Retry(), sleep: Callable[[float], None] = time.sleep,
+               clock: Callable[[], float] = time.perf_counter) -> Summary:
+    """Classify frames until max_frames, Ctrl-C (a clean stop) or a camera gone for good (CameraError)."""
+    summary = Summary()
+    start = last_report = clock()
+    frames_since = 0
+
+    def on_failure(in_a_row: int, reason: str) -> None:
+        summary.failed_reads += 1
+        print(f"warning: {source.name}: frame read failed ({in_a_row} in a row): {reason}", file=err, flush=True)
+
+    gone: CameraError | None = None
+    try:
+        for number, frame in frames(source, max_frames, retry, sleep, on_failure):
+            t0 = clock()
+            try:
+                probs = predictor.classify(Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)))
+            except (ImageError, ValueError, TypeError) as exc:
+                summary.failed += 1
+                print(f"error: frame {number}: {exc}", file=err, flush=True)
+                continue
+            summary.ok += 1
+            frames_since += 1
+            print(format_result("frame", number, probs, predictor.classes, k, (clock() - t0) * 1000.0, as_json),
+                  file=out, flush=True)
+            now = clock()
+            if fps_every and now - last_report >= fps_every:
+                print(f"fps: {frames_since / (now - last_report):.1f} ({summary.ok} frames, "
+                      f"{summary.failed_reads} failed reads)", file=err, flush=True)
+                last_report, frames_since = now, 0
+    except KeyboardInterrupt:
+        print("stopped (Ctrl-C)", file=err, flush=True)
+    except CameraError as exc:
+        gone = exc
+    finally:
+        source.close()
+        summary.seconds = clock() - start
+    rate = summary.ok / summary.seconds if summary.seconds > 0 else 0.0
+    print(f"summary: {summary.ok} frames in {summary.seconds:.1f} s ({rate:.1f} fps), "
+          f"{summary.failed} failed, {summary.failed_reads} failed reads", file=err, flush=True)
+    if gone is not None:
+        raise gone
+    return summary
+

@@ -1,0 +1,169 @@
+"""`update-head` / `rollback-head`: numpy training, acceptance gate, atomic swap, kills, rollback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from bundle_fixture import fresh_bundle, make_dataset
+from edgetl.cli import main
+from edgetl.runtime import headstore, runner
+from edgetl.runtime.atomic import sha256_file
+from edgetl.runtime.bundle import load_bundle
+from edgetl.runtime.retrain import RetrainConfig, stratified_split, train_head
+
+
+@pytest.fixture
+def bundle(tmp_path_factory, tmp_path):
+    return fresh_bundle(tmp_path_factory, tmp_path / "bundle")
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("retrain_data")
+    return {"two": make_dataset(root / "two", {"blue": 10, "red": 10}, seed=11),
+            "three": make_dataset(root / "three", {"blue": 10, "red": 10, "green": 10}, seed=12)}
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def pointer(bundle):
+    path = bundle / "device" / "heads" / "CURRENT.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def test_softmax_regression_and_mlp_on_gaussian_blobs():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 3, (3, 20))
+    y = np.repeat(np.arange(3), 100)
+    x = (centres[y] + rng.normal(0, 1.0, (300, 20)) + 5).astype(np.float32)  # offset: tests the standardization fold
+    train, hold = stratified_split(y, 0.25, seed=0)
+    assert len(hold) == 75 and not set(train) & set(hold)
+    assert np.bincount(y[hold]).tolist() == [25, 25, 25]
+    np.testing.assert_array_equal(stratified_split(y, 0.25, seed=0)[1], hold)
+    for hidden in (0, 16):
+        cfg = RetrainConfig(data="-", epochs=30, hidden=hidden, seed=1)
+        weights, biases = train_head(x[train], y[train], 3, cfg)
+        h = x[hold]
+        for i, (w, b) in enumerate(zip(weights, biases)):
+            h = h @ w + b
+            h = np.maximum(h, 0) if i < len(weights) - 1 else h
+        assert (h.argmax(axis=1) == y[hold]).mean() >= 0.97, hidden
+    w1, _ = train_head(x[train], y[train], 3, RetrainConfig(data="-", epochs=3, seed=5))
+    w2, _ = train_head(x[train], y[train], 3, RetrainConfig(data="-", epochs=3, seed=5))
+    np.testing.assert_array_equal(w1[0], w2[0])  # seeded
+
+
+def test_accepts_better_head_refuses_worse_and_caches_features(bundle, datasets):
+    original = sha256_file(bundle / "head.npz")
+    res = cli("update-head", bundle, "--data", datasets["three"], "--allow-new-classes")
+    assert res.exit_code == 0, res.output
+    record = pointer(bundle)
+    assert record["classes"] == ["blue", "red", "green"] and record["accuracy"] == 1.0
+    assert record["previous_accuracy"] <= 2 / 3 + 1e-9  # the exported head cannot say "green"
+    assert "30 new, 0 cached" in res.stdout
+    pred = runner.open_predictor(bundle)
+    assert pred.head is not None and pred.fmt == "base-tflite-int8"
+    greens = sorted((datasets["three"] / "green").iterdir())
+    assert [pred.classes[int(np.argmax(pred.classify(p)))] for p in greens] == ["green"] * len(greens)
+
+    before = (bundle / "device" / "heads" / "CURRENT.json").read_bytes()
+    res = cli("update-head", bundle, "--data", datasets["three"], "--epochs", "1", "--learning-rate", "1e-7", "--seed", "3")
+    assert res.exit_code == 3 and "kept the current head" in res.stderr
+    assert (bundle / "device" / "heads" / "CURRENT.json").read_bytes() == before
+
+    res = cli("update-head", bundle, "--data", datasets["two"], "--hidden", "8", "--epochs", "50")
+    assert res.exit_code == 0, res.output
+    assert "20 new, 30 cached" in res.stdout  # old data (cached) is trained on as well
+    assert pointer(bundle)["previous"]["file"] == record["file"]
+    assert sha256_file(bundle / "head.npz") == original
+
+
+def test_rollback_chain_and_corrupt_head_fallback(bundle, datasets, capsys):
+    assert cli("update-head", bundle, "--data", datasets["two"], "--epochs", "20").exit_code == 0
+    first = pointer(bundle)
+    assert cli("update-head", bundle, "--data", datasets["three"], "--allow-new-classes", "--epochs", "20").exit_code == 0
+    second = pointer(bundle)
+    assert second["previous"]["file"] == first["file"]
+
+    heads = bundle / "device" / "heads"
+    (heads / second["file"]).write_bytes(b"garbage")  # corrupt: falls back to the previous head, loudly
+    active = headstore.active_head(load_bundle(bundle))
+    assert active.record["file"] == first["file"] and "falling back" in capsys.readouterr().err
+    (heads / first["file"]).unlink()  # both gone: the exported head (fused model)
+    assert runner.open_predictor(bundle).head is None
+    assert "tflite-int8" == runner.open_predictor(bundle).fmt
+
+    res = cli("rollback-head", bundle)
+    assert res.exit_code == 0 and pointer(bundle)["file"] == first["file"]
+    res = cli("rollback-head", bundle)
+    assert res.exit_code == 0 and pointer(bundle) is None and "exported head" in res.stdout
+    res = cli("rollback-head", bundle)
+    assert res.exit_code == 2 and "nothing to roll back" in res.stderr
+
+
+def test_bad_update_head_inputs_leave_the_head_untouched(bundle, datasets, tmp_path):
+    assert cli("update-head", bundle, "--data", datasets["two"], "--epochs", "10").exit_code == 0
+    before = (bundle / "device" / "heads" / "CURRENT.json").read_bytes()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    single = make_dataset(tmp_path / "single", {"red": 1}, seed=1)
+    thin = make_dataset(tmp_path / "thin", {"red": 3, "green": 1}, seed=2)
+    (tmp_path / "emptyclass" / "red").mkdir(parents=True)
+    for data, message, *extra in ((empty, "has no class folders"), (single, "at least 2 readable images"),
+                                  (thin, "only one for green", "--allow-new-classes"),
+                                  (tmp_path / "emptyclass", "with no images"),
+                                  (datasets["three"], "--allow-new-classes"), (tmp_path / "missing", "not found")):
+        res = cli("update-head", bundle, "--data", data, *extra)
+        assert res.exit_code == 2, (data, res.output)
+        assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert (bundle / "device" / "heads" / "CURRENT.json").read_bytes() == before
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    k, when = int(sys.argv[1]), sys.argv[2]
+    real, calls = os.replace, [0]
+    def replace(src, dst):
+        calls[0] += 1
+        if calls[0] == k and when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        real(src, dst)
+        if calls[0] == k and when == "after":
+            os.kill(os.getpid(), signal.SIGKILL)
+    os.replace = replace
+    from edgetl.cli import main
+    main(["update-head", sys.argv[3], "--data", sys.argv[4], "--allow-new-classes", "--epochs", "10"])
+""")
+
+
+def test_sigkill_at_every_write_leaves_a_working_head(tmp_path_factory, tmp_path, datasets):
+    """update-head does 3 renames (feature chunk, head file, pointer); kill before/after each."""
+    template = fresh_bundle(tmp_path_factory, tmp_path / "template")
+    assert cli("update-head", template, "--data", datasets["two"], "--epochs", "10").exit_code == 0
+    probe = sorted((datasets["three"] / "red").iterdir())[0]
+    outcomes = []
+    for k in (1, 2, 3):
+        for when in ("before", "after"):
+            bundle = tmp_path / f"b{k}{when}"
+            shutil.copytree(template, bundle)
+            proc = subprocess.run([sys.executable, "-c", KILLER, str(k), when, str(bundle), str(datasets["three"])],
+                                  capture_output=True, text=True, timeout=120)
+            assert proc.returncode == -9, proc.stderr[-1500:]
+            active = headstore.active_head(load_bundle(bundle))  # verifies pointer + sha256
+            outcomes.append(len(active.head.classes))
+            res = CliRunner().invoke(main, ["run", str(bundle), str(probe), "--json"])
+            assert res.exit_code == 0 and "falling back" not in res.stderr, res.output
+            assert json.loads(res.stdout)["label"] in active.head.classes
+            res = cli("update-head", bundle, "--data", datasets["three"], "--allow-new-classes", "--epochs", "10")
+            assert res.exit_code == 0, res.output  # leftovers (temp files, orphan heads) do not get in the way
+    assert outcomes == [2, 2, 2, 2, 2, 3]  # the new 3-class head is live only once the pointer was replaced

@@ -1,0 +1,320 @@
+"""`edgetl run`: sources, output schema, formats, preprocessing parity, bad inputs, camera loop."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from bundle_fixture import OFFSET, SCALE, SIZE, colour_image, fresh_bundle, make_dataset
+from edgetl.cli import main
+from edgetl.errors import ModelError
+from edgetl.runtime import interpreter, runner, sources
+from edgetl.runtime.sources import CameraError, FrameError, Retry
+
+
+@pytest.fixture
+def bundle(tmp_path_factory, tmp_path):
+    return fresh_bundle(tmp_path_factory, tmp_path / "bundle")
+
+
+@pytest.fixture
+def data(tmp_path):
+    return make_dataset(tmp_path / "data", {"blue": 4, "red": 4}, seed=7)
+
+
+def cli(*args, input=None):
+    return CliRunner().invoke(main, [str(a) for a in args], input=input)
+
+
+def json_lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+# ---------------------------------------------------------------------------- sources
+def test_files_folder_glob_and_stdin_sources(bundle, data):
+    files = sorted((data / "red").iterdir())
+    res = cli("run", bundle, files[0], files[1], "--json")
+    assert res.exit_code == 0, res.output
+    assert [r["path"] for r in json_lines(res.stdout)] == [str(files[0]), str(files[1])]
+
+    (data / "red" / ".hidden.png").write_bytes(files[0].read_bytes())  # hidden: skipped in folders
+    os.symlink(data, data / "red" / "loop")  # a symlink loop must not recurse forever
+    res = cli("run", bundle, data, "--json")
+    rows = json_lines(res.stdout)
+    assert res.exit_code == 0 and len(rows) == 8
+    assert all(r["label"] == ("red" if "/red/" in r["path"] else "blue") for r in rows)
+
+    res = cli("run", bundle, f"{data}/*/*.png", "--json")
+    assert res.exit_code == 0 and len(json_lines(res.stdout)) == sum(1 for p in data.rglob("*.png") if not p.name.startswith("."))
+
+    res = cli("run", bundle, "-", "--json", input=f"{files[0]}\n\n{data / 'blue'}\n")
+    assert res.exit_code == 0
+    assert len(json_lines(res.stdout)) == 1 + 4
+
+
+def test_output_schema_text_and_json(bundle, data):
+    path = sorted((data / "blue").iterdir())[0]
+    res = cli("run", bundle, path, "--json", "--top-k", "2")
+    (row,) = json_lines(res.stdout)
+    assert set(row) == {"path", "label", "score", "top_k", "latency_ms"}
+    assert row["label"] == "blue" == row["top_k"][0]["label"]
+    assert [t["label"] for t in row["top_k"]] == ["blue", "red"]
+    assert sum(t["score"] for t in row["top_k"]) == pytest.approx(1.0, abs=1e-3)
+    assert row["score"] > 0.5 and row["latency_ms"] > 0
+    text = cli("run", bundle, path).stdout.strip()
+    name, label, score, latency = text.split("  ")
+    assert (name, label) == (str(path), "blue") and 0.5 < float(score) <= 1 and latency.endswith(" ms)")
+
+
+def test_formats_agree_and_default_is_int8(bundle, data):
+    paths = sorted(data.rglob("*.png"))
+    probs = {}
+    for fmt in ("tflite-float32", "tflite-int8", "onnx"):
+        pred = runner.open_predictor(bundle, fmt, threads=1)
+        probs[fmt] = np.stack([pred.classify(p) for p in paths])
+        assert probs[fmt].shape == (len(paths), 2)  # sigmoid -> [1 - p, p]
+        np.testing.assert_allclose(probs[fmt].sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(probs["onnx"], probs["tflite-float32"], atol=1e-4)
+    assert np.abs(probs["tflite-int8"] - probs["tflite-float32"]).max() < 0.05
+    assert runner.open_predictor(bundle).fmt == "tflite-int8"
+
+
+def test_preprocessing_parity_comes_from_manifest(bundle, tmp_path):
+    from edgetl._tf import tf  # the training side's decoder, resize-free (image is already SIZE px)
+
+    path = tmp_path / "x.png"
+    colour_image("red", np.random.default_rng(1), SIZE).save(path)
+    pred = runner.open_predictor(bundle, "tflite-float32")
+    reference = tf.cast(tf.io.decode_png(tf.io.read_file(str(path)), channels=3), tf.float32) * SCALE + OFFSET
+    np.testing.assert_allclose(pred.tensor(path)[0], reference.numpy(), atol=1e-6)
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["input"].update(scale=1 / 255, offset=0.25)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    pred = runner.open_predictor(bundle, "tflite-float32")
+    pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
+    np.testing.assert_allclose(pred.tensor(path)[0], pixels / 255 + 0.25, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- bad inputs
+def _bomb_png(path):
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    ihdr = struct.pack(">IIBBBBB", 50000, 50000, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def test_bad_items_are_reported_and_the_run_continues(bundle, data, tmp_path):
+    good = sorted((data / "red").iterdir())[0]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    jpeg = io.BytesIO()
+    colour_image("red", np.random.default_rng(0), 64).save(jpeg, "JPEG")
+    (bad / "truncated.jpg").write_bytes(jpeg.getvalue()[:200])
+    (bad / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(300))
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "notes.jpg").write_text("not an image")
+    _bomb_png(bad / "bomb.png")
+    os.symlink(tmp_path / "nowhere.jpg", bad / "dangling.jpg")
+    items = sorted(bad.iterdir())
+    res = cli("run", bundle, items[0], good, *items[1:], tmp_path / "missing.jpg", "--json")
+    assert res.exit_code == 1
+    assert [r["path"] for r in json_lines(res.stdout)] == [str(good)]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == len(items) + 1
+    for item in items:
+        assert any(line.startswith(f"error: {item}: ") for line in errors)
+    assert "decompression bomb" in next(line for line in errors if "bomb.png" in line)
+    assert "0 bytes" in next(line for line in errors if "empty.jpg" in line)
+
+
+def test_unusual_modes_classify_like_plain_rgb(bundle, tmp_path):
+    rng = np.random.default_rng(2)
+    rgb = colour_image("red", rng, 48)
+    pred = runner.open_predictor(bundle, "tflite-float32")
+    rgb.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)).save(tmp_path / "gray16.png")
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(255)
+    rgba.save(tmp_path / "rgba.png")
+    rgb.convert("P", palette=Image.ADAPTIVE).save(tmp_path / "palette.png")
+    rotated = rgb.rotate(90, expand=True)  # stored sideways, EXIF says "rotate 270 CW to display"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated.save(tmp_path / "exif.jpg", exif=exif.tobytes(), quality=95)
+    rgb.save(tmp_path / "plain.jpg", quality=95)
+    assert Image.open(tmp_path / "gray16.png").mode.startswith("I")
+    for name in ("cmyk.jpg", "rgba.png", "palette.png", "exif.jpg"):
+        probs = pred.classify(tmp_path / name)
+        assert pred.classes[int(np.argmax(probs))] == "red", name
+    assert pred.tensor(tmp_path / "gray16.png").shape == (1, SIZE, SIZE, 3)
+    # EXIF rotation applied: the sideways file gives the same tensor as the upright one
+    np.testing.assert_allclose(pred.tensor(tmp_path / "exif.jpg"), pred.tensor(tmp_path / "plain.jpg"), atol=0.15)
+
+
+def test_bundle_level_errors_are_one_line(bundle, data):
+    img = sorted((data / "red").iterdir())[0]
+    res = cli("run", bundle, img, "--format", "tflite-fp64")
+    assert res.exit_code == 2 and "tflite-fp64 is not in this bundle" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    with open(bundle / "tflite_int8.tflite", "ab") as fh:
+        fh.write(b"\0")
+    res = cli("run", bundle, img)
+    assert res.exit_code == 2 and "does not match its sha256" in res.stderr
+    (bundle / "tflite_float32.tflite").unlink()
+    res = cli("run", bundle, img, "--format", "tflite-float32")
+    assert res.exit_code == 2 and "bundle file missing" in res.stderr
+    res = cli("run", bundle.parent / "nope", img)
+    assert res.exit_code == 2 and "bundle folder not found" in res.stderr
+    res = cli("run", bundle)
+    assert res.exit_code == 2
+
+
+# ---------------------------------------------------------------------------- interpreter adapters
+def test_quant_formula_and_int64_dequantize():
+    q = interpreter.Quant(scale=0.5, zero_point=128)
+    x = np.array([-100.0, -1.0, 0.0, 1.0, 100.0], dtype=np.float32)
+    assert q.quantize(x, np.uint8).tolist() == [0, 126, 128, 130, 255]
+    assert q.dequantize(np.array([0, 10, 255], dtype=np.uint8)).tolist() == [-64.0, -59.0, 63.5]
+    assert interpreter.Quant(1.0, -128).dequantize(np.array([127], dtype=np.int8)).tolist() == [255.0]
+
+
+class _FakeInterpreter:
+    dtype = np.int32
+
+    def __init__(self, model_path, num_threads):
+        pass
+
+    def allocate_tensors(self):
+        pass
+
+    def get_input_details(self):
+        return [{"index": 0, "dtype": self.dtype, "shape": np.array([1, 4, 4, 3]), "quantization": (0.0, 0)}]
+
+    def get_output_details(self):
+        return [{"index": 1, "dtype": np.float32, "shape": np.array([1, 1]), "quantization": (0.0, 0)}]
+
+
+def test_unsupported_dtype_and_missing_runtime(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(interpreter, "_tflite_interpreter_class", lambda: (_FakeInterpreter, "fake"))
+    with pytest.raises(ModelError, match="unsupported input dtype int32"):
+        interpreter.open_model(tmp_path / "m.tflite", "tflite")
+    monkeypatch.undo()
+    for name in ("ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime", "tflite_runtime.interpreter"):
+        monkeypatch.setitem(__import__("sys").modules, name, None)
+    with pytest.raises(ModelError, match="pip install ai-edge-litert"):
+        interpreter.open_model(tmp_path / "m.tflite", "tflite")
+
+
+def test_tflite_runtime_fallback_names_itself(monkeypatch, bundle, capsys):
+    import sys
+    import types
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    fake = types.ModuleType("tflite_runtime.interpreter")
+    fake.Interpreter = Interpreter
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime", types.ModuleType("tflite_runtime"))
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", fake)
+    model = interpreter.open_model(bundle / "tflite_int8.tflite", "tflite", threads=2)
+    assert model.backend == "tflite_runtime"
+    assert "using tflite_runtime" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- camera
+class FakeCamera:
+    """Frames of one colour; reads number `fail` (a set) raise FrameError; `interrupt_at` raises Ctrl-C."""
+
+    def __init__(self, fail=(), interrupt_at=None, colour="red"):
+        self.name, self.reads, self.closed = "fake", 0, False
+        self.fail, self.interrupt_at = set(fail), interrupt_at
+        self.rng, self.colour = np.random.default_rng(0), colour
+
+    def read(self):
+        self.reads += 1
+        if self.reads == self.interrupt_at:
+            raise KeyboardInterrupt
+        if self.reads in self.fail:
+            raise FrameError("timeout")
+        return np.asarray(colour_image(self.colour, self.rng, 64))[:, :, ::-1][:, :, ::-1]  # non-contiguous view
+
+    def close(self):
+        self.closed = True
+
+
+def test_camera_survives_failing_frames_and_reports(bundle):
+    pred = runner.open_predictor(bundle, "tflite-int8")
+    out, err, waits = io.StringIO(), io.StringIO(), []
+    cam = FakeCamera(fail={3, 4, 5})
+    ticks = iter(np.arange(0, 1000, 0.5))
+    summary = runner.run_camera(pred, cam, out, err, as_json=True, max_frames=6, fps_every=1.0,
+                                retry=Retry(max_failures=4, first_wait=0.1), sleep=waits.append,
+                                clock=lambda: float(next(ticks)))
+    rows = json_lines(out.getvalue())
+    assert [r["frame"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(r["label"] == "red" for r in rows)
+    assert (summary.ok, summary.failed_reads, summary.exit_code) == (6, 3, 0)
+    assert waits == [0.1, 0.2, 0.4] and cam.closed
+    assert "fps:" in err.getvalue() and "summary: 6 frames" in err.getvalue()
+
+
+def test_camera_gone_for_good_and_ctrl_c(bundle):
+    pred = runner.open_predictor(bundle)
+    err = io.StringIO()
+    with pytest.raises(CameraError, match="no frame 4 times in a row"):
+        runner.run_camera(pred, FakeCamera(fail=set(range(3, 100))), io.StringIO(), err,
+                          retry=Retry(max_failures=4), sleep=lambda s: None)
+    assert "summary: 2 frames" in err.getvalue()
+    cam = FakeCamera(interrupt_at=4)
+    summary = runner.run_camera(pred, cam, io.StringIO(), io.StringIO())
+    assert summary.ok == 3 and summary.exit_code == 0 and cam.closed
+
+
+def test_camera_cli_and_missing_camera(bundle, monkeypatch):
+    monkeypatch.setattr(sources, "open_camera", lambda spec: FakeCamera(colour="blue"))
+    res = cli("run", bundle, "--camera", "0", "--max-frames", "3", "--json")
+    assert res.exit_code == 0, res.output
+    assert [r["frame"] for r in json_lines(res.stdout)] == [1, 2, 3]
+    monkeypatch.undo()
+
+    class ClosedCapture:
+        def __init__(self, index):
+            pass
+
+        def isOpened(self):
+            return False
+
+        def release(self):
+            pass
+
+    fake_cv2 = type("cv2", (), {"VideoCapture": ClosedCapture})
+    monkeypatch.setitem(__import__("sys").modules, "cv2", fake_cv2)
+    monkeypatch.setattr(sources, "_has", lambda name: name == "cv2")
+    res = cli("run", bundle, "--camera", "9")
+    assert res.exit_code == 2 and "no camera at index 9" in res.stderr
+    monkeypatch.setattr(sources, "_has", lambda name: False)
+    res = cli("run", bundle, "--camera", "0")
+    assert res.exit_code == 2 and "no camera library installed" in res.stderr
+    assert "Picamera2" in cli("run", bundle, "--camera", "picamera").stderr
+
+
+def test_bench_reports_every_number(bundle, data):
+    from edgetl.runtime import bench
+
+    result = bench.bench_bundle(bundle, str(data), threads=1, runs=3, formats=["tflite-int8"])
+    row = result["formats"]["tflite-int8"]
+    assert row["accuracy"] == 1.0 and row["num_images"] == 8
+    assert 0 < row["bare_ms"]["p50"] <= row["bare_ms"]["p95"]
+    assert row["path_ms"]["p50"] > row["bare_ms"]["p50"] * 0.5
+    assert 0 < row["cold_start_s"] < 30 and row["peak_rss_mb"] > 10
+    assert row["size_bytes"] == (bundle / "tflite_int8.tflite").stat().st_size
+    assert "tflite-int8" in bench.table(result)
