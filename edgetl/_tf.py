@@ -8,7 +8,7 @@ to the same tf_keras, so models built here can be handed to tfmot and the TFLite
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide C++ info/warnings (e.g. cuInit on CPU hosts)
 
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402

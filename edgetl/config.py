@@ -54,6 +54,7 @@ class TrainConfig:
     zoom: float = field(default=0.0, metadata=_opt("Zoom range: scale drawn from [1-zoom, 1+zoom].", low=0.0, high=0.9))
     horizontal_flip: bool = field(default=False, metadata=_opt("Randomly mirror left-right."))
     vertical_flip: bool = field(default=False, metadata=_opt("Randomly mirror top-bottom."))
+    fill_mode: str = field(default="nearest", metadata=_opt("How pixels moved in from outside are filled (Keras ImageDataGenerator 'nearest' or RandomRotation 'reflect').", choices=("nearest", "reflect")))
     # optimisation of the head
     optimizer: str = field(default="adam", metadata=_opt("Optimizer of the head.", choices=("adam", "rmsprop", "sgd")))
     learning_rate: float = field(default=1e-4, metadata=_opt("Learning rate of the head.", low=1e-8, high=1.0))

@@ -1,0 +1,231 @@
+"""`edgetl train`: frozen pretrained base + new head, trained on cached base features.
+
+    data.load_dataset ──> splits (checked before any TF work)
+    model.build_classifier ──> fused(base, head)
+    features.FeatureCache ──> train views [clean + K augmented], clean val  (disk cache)
+    head trained alone on the features, one seeded epoch at a time, checkpoint per epoch
+    [fine-tuning: unfreeze top N base layers, train end-to-end on augmented images]
+    run folder (edgetl.run contract), run.json written last
+
+Every epoch reseeds TF/NumPy from (seed, epoch), shuffles with its own generator and
+retraces the train step, so a run resumed from RUN/checkpoints/state.npz after a kill -9
+continues exactly as if it had never stopped (see edgetl.checkpoint). Resuming is automatic
+when the checkpoint's digest (config, splits, base weights) matches; `resume=False`
+(`--no-resume`) starts over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgetl import checkpoint
+from edgetl.augment import AugmentParams
+from edgetl.bases import get_base
+from edgetl.config import TrainConfig
+from edgetl.data import Dataset, load_dataset
+from edgetl.errors import ConfigError, DataError
+from edgetl.features import FeatureCache
+from edgetl.model import build_classifier, build_head, output_kind
+from edgetl.runfiles import write_run_folder
+
+EpochHook = Callable[[str, int], None]
+
+
+def make_strategy(name: str):
+    from edgetl._tf import tf
+
+    strategies = {
+        "default": tf.distribute.get_strategy,
+        "mirrored": tf.distribute.MirroredStrategy,
+        # reads the cluster from the TF_CONFIG environment variable; without it: one worker
+        "multi_worker": tf.distribute.MultiWorkerMirroredStrategy,
+    }
+    return strategies[name]()
+
+
+def make_optimizer(name: str, learning_rate: float):
+    from edgetl._tf import keras
+
+    optimizers = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
+    return optimizers[name](learning_rate=learning_rate)
+
+
+def compile_model(model, config: TrainConfig, num_classes: int, learning_rate: float, steps_per_execution: int = 1):
+    """steps_per_execution > 1 runs that many batches per tf.function call: same updates, less Python overhead."""
+    kind, _ = output_kind(num_classes)
+    loss = "binary_crossentropy" if kind == "sigmoid" else "sparse_categorical_crossentropy"
+    optimizer = make_optimizer(config.optimizer, learning_rate)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], steps_per_execution=steps_per_execution)
+    return optimizer
+
+
+def fit_epoch(model, x, y, epoch: int, config: TrainConfig, validation, callbacks) -> dict:
+    """One epoch whose randomness (dropout, order) depends only on (seed, epoch)."""
+    from edgetl._tf import keras
+
+    keras.utils.set_random_seed((config.seed + 7919 * (epoch + 1)) % 2**31)
+    model.make_train_function(force=True)
+    if isinstance(x, np.ndarray):
+        order = np.random.default_rng([config.seed, epoch]).permutation(len(x))
+        x, y = x[order], y[order]
+    h = model.fit(x, y, batch_size=config.batch_size if y is not None else None, epochs=epoch + 1,
+                  initial_epoch=epoch, shuffle=False, validation_data=validation, verbose=0, callbacks=callbacks)
+    return {k: float(v[-1]) for k, v in h.history.items()}
+
+
+def run_phase(phase: str, model, optimizer, first: int, last: int, data_for_epoch, validation, config, out: Path,
+              digest: str, history: list[dict], callbacks, epoch_hook: EpochHook | None, echo) -> None:
+    """Epochs [first, last) of a phase; a checkpoint after each one, then the hook (tests stop here)."""
+    for epoch in range(first, last):
+        x, y = data_for_epoch(epoch)
+        logs = fit_epoch(model, x, y, epoch, config, validation, callbacks)
+        history.append({"epoch": epoch + 1, "phase": phase, **{k: logs.get(k) for k in
+                        ("loss", "accuracy", "val_loss", "val_accuracy")}})
+        echo(f"epoch {epoch + 1} [{phase}] loss {logs['loss']:.4f} acc {logs['accuracy']:.4f} "
+             f"val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}")
+        state = checkpoint.State(phase, epoch, history, model.get_weights(), checkpoint.optimizer_values(optimizer))
+        checkpoint.save_state(out / "checkpoints", digest, state)
+        if epoch_hook is not None:
+            epoch_hook(phase, epoch)
+
+
+def _drop_skipped(dataset: Dataset, train_kept: list[int], val_kept: list[int], skipped) -> Dataset:
+    kept = dataclasses.replace(dataset, train=[dataset.train[i] for i in train_kept],
+                               val=[dataset.val[i] for i in val_kept], skipped=list(skipped))
+    missing = [name for name, n in kept.counts("train").items() if n == 0]
+    if missing:
+        raise DataError(f"no readable training images left for class(es) {', '.join(missing)} "
+                        f"({len(skipped)} file(s) skipped); add images")
+    if not kept.val:
+        raise DataError(f"no readable validation images left ({len(skipped)} file(s) skipped); add images")
+    return kept
+
+
+def train(config: TrainConfig, resume: bool = True, epoch_hook: EpochHook | None = None, echo=print) -> dict:
+    """Train per `config`, write the run folder `config.out`, return metrics.json's content."""
+    from edgetl._tf import keras, set_seed
+    from edgetl.finetune import image_sequence, load_pixels, unfreeze_top
+
+    start = time.time()
+    params = AugmentParams.from_config(config)
+    if config.augment and not params.active:
+        raise ConfigError("augment is on but every augmentation range is 0; set --rotation, --zoom, "
+                          "--horizontal-flip, ... or use --no-augment")
+    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("tensorboard: true needs the tensorboard package; `pip install tensorboard` or use --no-tensorboard")
+    dataset = load_dataset(config.data, config.val_split, config.seed)
+    out = Path(config.out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").unlink(missing_ok=True)  # the folder is incomplete until run.json is back
+    set_seed(config.seed)
+    spec = get_base(config.base)
+    num_classes = len(dataset.classes)
+    strategy = make_strategy(config.strategy)
+    with strategy.scope():
+        fused, base, head = build_classifier(config, num_classes)
+
+    cache = FeatureCache(base, base_name=spec.name, cut_layer=config.cut_layer, input_size=config.input_size,
+                         scale=spec.scale, offset=spec.offset, batch_size=config.batch_size,
+                         pooling=config.pooling if config.pooling in ("avg", "max") else "none",
+                         cache_dir=config.cache_dir)
+    views = config.augment_views if config.augment else 0
+    tr = cache.extract([p for p, _ in dataset.train], views, params, config.seed, desc="train features")
+    va = cache.extract([p for p, _ in dataset.val], 0, desc="val features")
+    for path, reason in tr.skipped + va.skipped:
+        echo(f"skipped {path}: {reason}")
+    dataset = _drop_skipped(dataset, tr.kept, va.kept, tr.skipped + va.skipped)
+    feature_seconds = tr.seconds + va.seconds
+    echo(f"features: {tr.computed + va.computed} computed, {tr.cached + va.cached} from cache "
+         f"({feature_seconds:.1f}s, {cache.folder})")
+
+    y_train = np.array([y for _, y in dataset.train], dtype=np.float32)
+    y_val = np.array([y for _, y in dataset.val], dtype=np.float32)
+    x_train = tr.features.reshape(-1, *cache.feature_shape)
+    y_views = np.repeat(y_train, views + 1)
+    x_val = va.features[:, 0]
+    splits = {"root": str(dataset.root), "train": dataset.relative("train"), "val": dataset.relative("val")}
+    digest = checkpoint.run_digest(config, splits, cache.digest)
+    state = checkpoint.load_state(out / "checkpoints", digest) if resume else None
+    history: list[dict] = list(state.history) if state else []
+    if state:
+        echo(f"resuming from {out / 'checkpoints'}: {state.phase} epoch {state.epoch + 1} done")
+    callbacks = [keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard"))] if config.tensorboard else []
+
+    head_start = time.time()
+    with strategy.scope():
+        feature_head = build_head(cache.feature_shape, num_classes, config)
+        optimizer = compile_model(feature_head, config, num_classes, config.learning_rate, steps_per_execution=32)
+        if state and state.phase == "head":
+            checkpoint.restore(feature_head, optimizer, state)
+    first = state.epoch + 1 if state else 0
+    if not state or state.phase == "head":
+        run_phase("head", feature_head, optimizer, first, config.epochs, lambda e: (x_train, y_views),
+                  (x_val, y_val), config, out, digest, history, callbacks, epoch_hook, echo)
+        head.set_weights(feature_head.get_weights())
+    head_seconds = time.time() - head_start
+
+    fine_seconds = 0.0
+    if config.fine_tune_layers > 0:
+        fine_start = time.time()
+        unfrozen = unfreeze_top(base, config.fine_tune_layers)
+        echo(f"fine-tuning the top {len(unfrozen)} layers of {spec.name} from {unfrozen[0] if unfrozen else '-'}")
+        with strategy.scope():
+            ft_optimizer = compile_model(fused, config, num_classes, config.fine_tune_learning_rate)
+            if state and state.phase == "fine_tune":
+                checkpoint.restore(fused, ft_optimizer, state)
+        keys = [str(p) for p, _ in dataset.train]
+        train_pixels = load_pixels([p for p, _ in dataset.train], config.input_size)
+        val_pixels = load_pixels([p for p, _ in dataset.val], config.input_size)
+        val_seq = image_sequence(val_pixels, y_val, [], config.batch_size, spec.scale, spec.offset, None,
+                                 config.seed, 0, shuffle=False)
+
+        def epoch_data(epoch):
+            return image_sequence(train_pixels, y_train, keys, config.batch_size, spec.scale, spec.offset,
+                                  params if config.augment else None, config.seed, epoch), None
+
+        first = state.epoch + 1 if state and state.phase == "fine_tune" else config.epochs
+        run_phase("fine_tune", fused, ft_optimizer, first, config.epochs + config.fine_tune_epochs, epoch_data,
+                  val_seq, config, out, digest, history, callbacks, epoch_hook, echo)
+        probs = fused.predict(val_seq, verbose=0)
+        val_loss = float(fused.evaluate(val_seq, verbose=0)[0])
+        base.trainable = False
+        fine_seconds = time.time() - fine_start
+    else:
+        probs = feature_head.predict(x_val, batch_size=256, verbose=0)
+        val_loss = float(feature_head.evaluate(x_val, y_val, batch_size=256, verbose=0)[0])
+
+    predicted = (probs[:, 0] > 0.5).astype(int) if probs.shape[1] == 1 else probs.argmax(axis=1)
+    truth = y_val.astype(int)
+    confusion = np.zeros((num_classes, num_classes), dtype=int)
+    np.add.at(confusion, (truth, predicted), 1)
+    metrics = {
+        "val_accuracy": float(np.mean(predicted == truth)),
+        "val_loss": val_loss,
+        "train_seconds": round(time.time() - start, 3),
+        "feature_seconds": round(feature_seconds, 3),
+        "head_seconds": round(head_seconds, 3),
+        "fine_tune_seconds": round(fine_seconds, 3),
+        "num_train": len(dataset.train),
+        "num_val": len(dataset.val),
+        "num_train_views": int(len(x_train)),
+        "classes": dataset.classes,
+        "train_counts": dataset.counts("train"),
+        "val_counts": dataset.counts("val"),
+        "per_class_accuracy": {name: float(confusion[i, i] / max(1, confusion[i].sum()))
+                               for i, name in enumerate(dataset.classes)},
+        "confusion": confusion.tolist(),
+        "skipped": [{"path": p, "reason": r} for p, r in dataset.skipped],
+        "seed": config.seed,
+        "epochs_run": len(history),
+        "resumed_from_epoch": (state.epoch + 1) if state else 0,
+        "cache": {"computed": tr.computed + va.computed, "cached": tr.cached + va.cached, "folder": str(cache.folder)},
+    }
+    write_run_folder(out, config, spec, fused, base, dataset, splits, history, confusion, metrics)
+    echo(f"val_accuracy {metrics['val_accuracy']:.4f} on {metrics['num_val']} images; run folder: {out}")
+    return metrics

@@ -1,0 +1,136 @@
+"""End-to-end training on tiny synthetic data: run folder contents, determinism, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import make_dataset
+from edgetl.cli import main
+from edgetl.run import open_run
+from edgetl.train import train
+
+RUN_FILES = ("model.keras", "labels.txt", "config.yaml", "splits.json", "metrics.json", "history.csv",
+             "curves.png", "confusion.png", "run.json")
+TIMING_KEYS = ("train_seconds", "feature_seconds", "head_seconds", "fine_tune_seconds", "cache", "resumed_from_epoch")
+
+
+def test_cli_train_writes_every_run_file(tmp_path):
+    data = make_dataset(tmp_path, classes=("red", "green"), per_class=6, size=40, fmt="jpeg")
+    bad = data / "red" / "zz_truncated.jpg"
+    bad.write_bytes((data / "red" / "red_000.jpg").read_bytes()[:40])
+    out = tmp_path / "run"
+    args = ["train", "--data", str(data), "--weights", "none", "--input-size", "32", "--cut-layer", "Conv1_relu",
+            "--learning-rate", "0.05", "--epochs", "6", "--batch-size", "8", "--augment", "--augment-views", "1",
+            "--rotation", "20", "--horizontal-flip", "--val-split", "0.34", "--out", str(out),
+            "--cache-dir", str(tmp_path / "cache")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert f"run folder: {out}" in result.output and "skipped" in result.output
+    for name in RUN_FILES:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "checkpoints" / "state.npz").is_file()
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["skipped"] and metrics["skipped"][0]["path"] == str(bad) and metrics["skipped"][0]["reason"]
+    assert (metrics["num_train"], metrics["num_val"], metrics["num_train_views"]) == (8, 4, 16)
+    assert metrics["classes"] == ["green", "red"] and metrics["val_counts"] == {"green": 2, "red": 2}
+    for key in ("val_accuracy", "val_loss", "train_seconds", "feature_seconds", "seed"):
+        assert key in metrics
+    assert metrics["val_accuracy"] == 1.0
+
+    run = open_run(out)
+    assert run.classes == ["green", "red"] and run.input_size == 32
+    assert run.info["output"] == "sigmoid" and run.info["feature_shape"] == [16, 16, 32]
+    assert run.scale == pytest.approx(1 / 127.5) and run.offset == -1.0
+    assert (out / "labels.txt").read_text() == "green\nred\n"
+    files = run.files("train") + run.files("val")
+    assert len(files) == 12 and bad not in [p for p, _ in files] and all(p.is_file() for p, _ in files)
+    assert run.config().augment and run.config().rotation == 20
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4", "5", "6"] and rows[0]["phase"] == "head"
+
+    # the saved fused model reproduces the reported validation accuracy from images
+    from edgetl.runtime.image import load_rgb, preprocess
+
+    model = run.load_model()
+    x = np.stack([preprocess(load_rgb(p, 32), run.scale, run.offset) for p, _ in run.files("val")])
+    predicted = (model.predict(x, verbose=0)[:, 0] > 0.5).astype(int)
+    labels = np.array([y for _, y in run.files("val")])
+    assert np.mean(predicted == labels) == metrics["val_accuracy"]
+
+
+def _strip(metrics):
+    return {k: v for k, v in metrics.items() if k not in TIMING_KEYS}
+
+
+class Stop(Exception):
+    pass
+
+
+def test_seeded_runs_are_identical_and_resume_continues_exactly(tmp_path, tiny_config):
+    data = make_dataset(tmp_path, classes=("red", "green", "blue"), per_class=5, size=32)
+    settings = dict(epochs=3, augment=True, augment_views=1, zoom=0.2, dropout=0.5, fine_tune_layers=2,
+                    fine_tune_epochs=1, fine_tune_learning_rate=0.001)
+    first = train(tiny_config(data, out=str(tmp_path / "a"), **settings), echo=lambda _: None)
+    second = train(tiny_config(data, out=str(tmp_path / "b"), **settings), echo=lambda _: None)
+    assert _strip(first) == _strip(second)
+    assert first["epochs_run"] == 4 and first["val_accuracy"] > 0.5
+
+    def stop_after_second_epoch(phase, epoch):
+        if epoch == 1:
+            raise Stop
+
+    config = tiny_config(data, out=str(tmp_path / "c"), **settings)
+    with pytest.raises(Stop):
+        train(config, epoch_hook=stop_after_second_epoch, echo=lambda _: None)
+    assert not (tmp_path / "c" / "run.json").exists()  # interrupted: the folder is not complete
+    epochs_seen = []
+    resumed = train(config, epoch_hook=lambda phase, epoch: epochs_seen.append((phase, epoch)), echo=lambda _: None)
+    assert resumed["resumed_from_epoch"] == 2 and epochs_seen == [("head", 2), ("fine_tune", 3)]
+    # tolerance: exact (each epoch reseeds itself and optimizer state is checkpointed)
+    assert _strip(resumed) == _strip(first)
+    rows = list(csv.DictReader((tmp_path / "c" / "history.csv").open()))
+    assert [r["phase"] for r in rows] == ["head", "head", "head", "fine_tune"]
+
+    fresh = train(config, resume=False, echo=lambda _: None)
+    assert fresh["resumed_from_epoch"] == 0 and _strip(fresh) == _strip(first)
+
+
+def test_clear_errors_before_training(tmp_path):
+    data = make_dataset(tmp_path, classes=("red",), per_class=3, size=16)
+    result = CliRunner().invoke(main, ["train", "--data", str(data), "--weights", "none", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "single class" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "missing"), "--weights", "none"])
+    assert result.exit_code == 2 and "not found" in result.output
+    result = CliRunner().invoke(main, ["train", "--data", str(data), "--augment", "--weights", "none"])
+    assert result.exit_code == 2 and "every augmentation range is 0" in result.output
+
+
+def test_tensorboard_logs_or_clear_error(tmp_path, tiny_config):
+    import importlib.util
+
+    from edgetl.errors import ConfigError
+
+    data = make_dataset(tmp_path, classes=("red", "green"), per_class=3, size=32)
+    config = tiny_config(data, tensorboard=True, epochs=1)
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(ConfigError, match="pip install tensorboard"):
+            train(config, echo=lambda _: None)
+    else:  # pragma: no cover - depends on the environment
+        train(config, echo=lambda _: None)
+        assert any((tmp_path / "run" / "tensorboard").rglob("*tfevents*"))
+
+
+def test_mirrored_strategy_trains_and_resumes(tmp_path, tiny_config):
+    data = make_dataset(tmp_path, classes=("red", "green"), per_class=4, size=32)
+    config = tiny_config(data, strategy="mirrored", epochs=2)
+    with pytest.raises(Stop):
+        train(config, epoch_hook=lambda phase, epoch: (_ for _ in ()).throw(Stop()), echo=lambda _: None)
+    metrics = train(config, echo=lambda _: None)
+    assert metrics["resumed_from_epoch"] == 1 and metrics["epochs_run"] == 2
+    assert 0.0 <= metrics["val_accuracy"] <= 1.0
