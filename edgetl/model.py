@@ -69,3 +69,19 @@ def head_to_numpy(head, classes: list[str], pooling: str, activation: str) -> Nu
         weights=[layer.get_weights()[0] for layer in dense],
         biases=[layer.get_weights()[1] for layer in dense],
     )
+
+
+def with_class_probabilities(model):
+    """One sigmoid unit P(class 1) -> two columns [P(class 0), P(class 1)].
+
+    Exported fused models always output one probability per class, which is what MediaPipe
+    Tasks and every runtime expect; `1 - p` is a Rescaling layer (x * -1 + 1), no Lambda.
+    """
+    from edgetl._tf import keras
+
+    if model.output.shape[-1] != 1:
+        return model
+    p = model.output
+    complement = keras.layers.Rescaling(-1.0, offset=1.0, name="complement")(p)
+    probs = keras.layers.Concatenate(name="probabilities")([complement, p])
+    return keras.Model(model.input, probs, name=model.name)

@@ -20,7 +20,7 @@ import numpy as np
 from edgetl.errors import ModelError
 
 FLOAT_DTYPES = (np.float32, np.float16)
-QUANT_DTYPES = (np.uint8, np.int8)
+QUANT_DTYPES = (np.uint8, np.int8, np.int16)  # int16: 16x8 activations
 
 
 @dataclass(frozen=True)

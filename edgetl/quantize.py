@@ -1,0 +1,265 @@
+"""Calibration data and the converters: Keras model -> .tflite / .onnx at a given precision.
+
+Full-integer models need a representative dataset. It is a class-stratified sample of the
+run's TRAINING split, decoded and preprocessed exactly as in training (`load_rgb` +
+`preprocess` with the run's scale/offset), never the validation images the gate measures.
+int8 TFLite pins `TFLITE_BUILTINS_INT8`: a graph that cannot be fully quantized fails
+instead of silently keeping float ops. Everything a conversion depends on is a `QuantSpec`
+so the fallback ladder (edgetl.ladder) can describe each rung as a change to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgetl.errors import ExportError, ImageError
+from edgetl.runtime.image import load_rgb, preprocess
+
+TINY_CALIBRATION = 100
+METHODS = ("minmax", "entropy", "percentile")
+IO_TYPES = ("uint8", "int8", "float32")
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """How one model file is converted.
+
+    Attributes:
+      weights: float32 | float16 | dynamic (int8 weights, float activations) | int8 (full integer).
+      activations: int8 | int16 (16x8 TFLite / QInt16 ONNX) for full-integer models.
+      io: dtype of the model's input and output tensors for full-integer TFLite.
+      calibration: number of calibration images.
+      method: ONNX calibration method (minmax | entropy | percentile).
+      per_channel: per-channel weight scales (ONNX; TFLite always is).
+      float_ends: keep the first conv and the last dense layer in float.
+    """
+
+    weights: str = "float32"
+    activations: str = "int8"
+    io: str = "float32"
+    calibration: int = 0
+    method: str = "minmax"
+    per_channel: bool = True
+    float_ends: bool = False
+
+    def replace(self, **changes: Any) -> "QuantSpec":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class Calibration:
+    """Candidate training images in stratified order, decoded lazily and cached."""
+
+    files: list[tuple[Path, int]]
+    size: int
+    scale: float
+    offset: float
+    num_classes: int
+    skipped: list[str] = field(default_factory=list)
+    _images: list[np.ndarray] = field(default_factory=list)
+    _labels: list[int] = field(default_factory=list)
+    _next: int = 0
+
+    @property
+    def available(self) -> int:
+        return len(self.files)
+
+    def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first n decodable images (N,S,S,3 float32) and labels; bad files are skipped and counted."""
+        while len(self._images) < n and self._next < len(self.files):
+            path, label = self.files[self._next]
+            self._next += 1
+            try:
+                self._images.append(preprocess(load_rgb(path, self.size), self.scale, self.offset))
+                self._labels.append(label)
+            except (ImageError, OSError) as exc:
+                self.skipped.append(str(exc).splitlines()[0] if str(exc) else str(path))
+        if not self._images:
+            raise ExportError(f"none of the {len(self.files)} calibration images could be decoded "
+                              f"(first error: {self.skipped[0] if self.skipped else 'no files'}); check the run's training data")
+        return np.stack(self._images[:n]), np.asarray(self._labels[:n])
+
+    def warnings(self, n: int) -> list[str]:
+        images, labels = self.take(n)
+        out = []
+        if len(images) < TINY_CALIBRATION:
+            out.append(f"only {len(images)} calibration images (< {TINY_CALIBRATION}); int8 ranges may be poor")
+        missing = sorted(set(range(self.num_classes)) - set(labels.tolist()))
+        if missing:
+            out.append(f"calibration sample has no images of class index(es) {missing}")
+        if self.skipped:
+            out.append(f"{len(self.skipped)} calibration image(s) failed to decode and were skipped")
+        return out
+
+
+def stratified(files: list[tuple[Path, int]], seed: int = 0) -> list[tuple[Path, int]]:
+    """Shuffle each class, then interleave classes: any prefix is class-balanced."""
+    rng = random.Random(seed)
+    by_class: dict[int, list] = {}
+    for item in files:
+        by_class.setdefault(int(item[1]), []).append(item)
+    queues = []
+    for label in sorted(by_class):
+        items = list(by_class[label])
+        rng.shuffle(items)
+        queues.append(items)
+    out = []
+    for i in range(max((len(q) for q in queues), default=0)):
+        out.extend(q[i] for q in queues if i < len(q))
+    return out
+
+
+def calibration_from_run(run, seed: int = 0) -> Calibration:
+    files = run.files("train")
+    if not files:
+        raise ExportError(f"run {run.root} has an empty training split; int8 export needs calibration images")
+    return Calibration(stratified(files, seed), run.input_size, run.scale, run.offset, len(run.classes))
+
+
+# --- TFLite ------------------------------------------------------------------------------
+
+def _tflite_layers(model_bytes: bytes) -> list[str]:
+    """Output tensor names of the first CONV_2D and the last FULLY_CONNECTED op (for float_ends)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interp = Interpreter(model_content=model_bytes,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    tensors = interp.get_tensor_details()
+    ops = interp._get_ops_details()  # noqa: SLF001 - the only way to list ops
+    convs = [op for op in ops if op["op_name"] == "CONV_2D"]
+    denses = [op for op in ops if op["op_name"] == "FULLY_CONNECTED"]
+    return [tensors[op["outputs"][0]]["name"] for op in (convs[:1] + denses[-1:])]
+
+
+def tflite_bytes(model, spec: QuantSpec, calibration: Calibration | None) -> bytes:
+    """Convert a tf_keras model with TFLiteConverter per `spec`."""
+    from edgetl._tf import tf
+
+    def make():
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        if spec.weights != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if spec.weights == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        return converter
+
+    try:
+        if spec.weights != "int8":
+            return make().convert()
+        if calibration is None:
+            raise ExportError("full-integer export needs calibration images")
+        images, _ = calibration.take(spec.calibration)
+        io = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32, "int16": tf.int16}[spec.io]
+
+        def representative():
+            for image in images:
+                yield [image[None]]
+
+        ops = {"int8": tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+               "int16": tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8}[spec.activations]
+        converter = make()
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [ops]
+        converter.inference_input_type = converter.inference_output_type = io
+        if not spec.float_ends:
+            return converter.convert()
+        # Selective quantization: the named ops stay float, so plain builtins must be allowed.
+        names = _tflite_layers(converter.convert())
+        converter = make()
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [ops, tf.lite.OpsSet.TFLITE_BUILTINS]
+        converter.inference_input_type = converter.inference_output_type = io
+        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names)
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=representative, debug_options=options)
+        return debugger.get_nondebug_quantized_model()
+    except ExportError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the converter raises many types
+        raise ExportError(f"TFLite conversion ({spec.weights}/{spec.activations}) failed: "
+                          f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__}") from None
+
+
+def tflite_io_params(path: Path) -> dict[str, Any]:
+    """{"input": {dtype, scale, zero_point}, "output": {...}} read back from the interpreter."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    detail = lambda d: {"dtype": np.dtype(d["dtype"]).name, "scale": float(d["quantization"][0]),  # noqa: E731
+                        "zero_point": int(d["quantization"][1]), "shape": [int(v) for v in d["shape_signature"]]}
+    return {"input": detail(interp.get_input_details()[0]), "output": detail(interp.get_output_details()[0])}
+
+
+# --- ONNX --------------------------------------------------------------------------------
+
+OPSET = 17
+
+
+def onnx_float(model, size: int, out_path: Path) -> Path:
+    """tf2onnx with an explicit NHWC float input named 'image' and a pinned opset."""
+    from edgetl._tf import tf
+    import tf2onnx
+
+    signature = (tf.TensorSpec((None, size, size, 3), tf.float32, name="image"),)
+    try:
+        tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET, output_path=str(out_path))
+    except Exception as exc:  # noqa: BLE001 - tf2onnx raises many types
+        raise ExportError(f"ONNX conversion failed: {str(exc).strip().splitlines()[0][:200]}") from None
+    return out_path
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over preprocessed images (batch 1)."""
+
+    def __init__(self, images: np.ndarray, name: str):
+        self._items = iter([{name: image[None]} for image in images])
+
+    def get_next(self):
+        return next(self._items, None)
+
+    def rewind(self):  # pragma: no cover - not used by static quantization
+        pass
+
+
+def _onnx_ends(path: Path) -> list[str]:
+    import onnx
+
+    nodes = onnx.load(str(path)).graph.node
+    convs = [n.name for n in nodes if n.op_type == "Conv"]
+    denses = [n.name for n in nodes if n.op_type in ("MatMul", "Gemm")]
+    return convs[:1] + denses[-1:]
+
+
+def onnx_int8(float_path: Path, spec: QuantSpec, calibration: Calibration, out_path: Path) -> Path:
+    """Static QDQ quantization with onnxruntime (per-channel, selectable calibration method)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    images, _ = calibration.take(spec.calibration)
+    pre = out_path.with_name(out_path.stem + ".pre.onnx")
+    try:
+        quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
+        exclude = _onnx_ends(pre) if spec.float_ends else None
+        int16 = spec.activations == "int16"
+        quantize_static(
+            str(pre), str(out_path), _Reader(images, "image"), quant_format=QuantFormat.QDQ,
+            per_channel=spec.per_channel, activation_type=QuantType.QInt16 if int16 else QuantType.QInt8,
+            weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+            calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                              "percentile": CalibrationMethod.Percentile}[spec.method],
+            extra_options={"UseQDQContribOps": True} if int16 else None)
+    except ExportError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises many types
+        raise ExportError(f"ONNX int8 quantization ({spec.method}) failed: {str(exc).strip().splitlines()[0][:200]}") from None
+    finally:
+        pre.unlink(missing_ok=True)
+    return out_path
+
+
