@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def load_state(folder: Path, digest: str) -> State | None:
                 return None
             weights = [data[f"w{i}"] for i in range(meta["n_weights"])]
             optimizer = [data[f"o{i}"] for i in range(meta["n_optimizer"])]
-    except (OSError, KeyError, ValueError, EOFError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # zip CRCs catch bit rot
         print(f"warning: ignoring unreadable checkpoint {path} ({type(exc).__name__}); starting fresh")
         return None
     return State(meta["phase"], int(meta["epoch"]), list(meta["history"]), weights, optimizer)

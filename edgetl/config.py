@@ -141,7 +141,7 @@ def build_config(values: Mapping[str, Any]) -> TrainConfig:
         if name not in FIELDS:
             close = [f for f in FIELDS if f.startswith(name[:4])]
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ConfigError(f"unknown config key '{key}'{hint}")
+            raise ConfigError(f"unknown config key {str(key)!r}{hint}")
         clean[name] = _coerce(name, value)
     config = TrainConfig(**clean)
     validate(config)

@@ -11,7 +11,10 @@
       curves.png       train vs val accuracy and loss
       confusion.png    validation confusion matrix
 
-A run folder is complete when run.json exists: it is written last.
+A run folder is complete when run.json exists: it is written last. Its "files" map,
+{name: {"sha256", "size_bytes"}} for the files in VERIFIED, is checked by `open_run`, so a
+tampered, truncated or half-copied folder is refused with the name of the bad file (run
+folders written before the map existed have no "files" key and are not checked).
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from typing import Any
 
 from edgetl import __version__
 from edgetl.errors import RunFolderError
+from edgetl.runtime.atomic import sha256_file
 
 MODEL_FILE = "model.keras"
 REQUIRED = ("model.keras", "labels.txt", "config.yaml", "splits.json", "run.json")
+VERIFIED = ("model.keras", "labels.txt", "config.yaml", "splits.json")  # listed with their sha256 in run.json
 
 
 @dataclass
@@ -76,13 +81,41 @@ def open_run(run_dir: str | Path) -> RunFolder:
     missing = [name for name in REQUIRED if not (root / name).exists()]
     if missing:
         raise RunFolderError(f"run folder {root} is incomplete (missing {', '.join(missing)}); re-run `edgetl train`")
-    try:
-        info = json.loads((root / "run.json").read_text())
-        splits = json.loads((root / "splits.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunFolderError(f"run folder {root} has an unreadable run.json/splits.json: {exc}") from None
+    info = _read_json(root, "run.json")
     major = lambda v: str(v).split(".")[:2]  # noqa: E731
     if major(info.get("edgetl_version", "")) != major(__version__):
         raise RunFolderError(
             f"run folder {root} was written by edgetl {info.get('edgetl_version')}, this is {__version__}; retrain or use that version")
+    verify_files(root, info)  # before parsing splits.json, so a damaged file is named as such
+    splits = _read_json(root, "splits.json")
     return RunFolder(root, info, splits)
+
+
+def _read_json(root: Path, name: str) -> dict[str, Any]:
+    try:
+        data = json.loads((root / name).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunFolderError(f"run folder {root} has an unreadable {name}: {exc}; re-run `edgetl train`") from None
+    if not isinstance(data, dict):
+        raise RunFolderError(f"run folder {root}: {name} must hold a JSON object; re-run `edgetl train`")
+    return data
+
+
+def verify_files(root: Path, info: dict[str, Any]) -> None:
+    """Check every file of run.json's "files" map against its size and sha256."""
+    files = info.get("files")
+    if files is None:
+        return
+    if not isinstance(files, dict):
+        raise RunFolderError(f"run folder {root}: 'files' in run.json must be an object; re-run `edgetl train`")
+    for name, entry in files.items():
+        if name not in VERIFIED or not isinstance(entry, dict):
+            raise RunFolderError(f"run folder {root}: run.json lists an unexpected file {name!r}; re-run `edgetl train`")
+        path = root / name
+        try:
+            size, digest = path.stat().st_size, sha256_file(path)
+        except OSError as exc:
+            raise RunFolderError(f"run folder file {name} cannot be read ({exc.strerror}); re-run `edgetl train`") from None
+        if size != entry.get("size_bytes") or digest != entry.get("sha256"):
+            raise RunFolderError(f"run folder file {name} does not match its sha256 in run.json "
+                                 f"(tampered, truncated or half-copied); copy the folder again or re-run `edgetl train`")

@@ -1,7 +1,9 @@
 """Writing the run folder of `edgetl train` (the contract is in edgetl.run).
 
 Each file is written atomically; run.json goes last, so a folder with run.json is complete
-and a crash at any point leaves a folder that `open_run` refuses.
+and a crash at any point leaves a folder that `open_run` refuses. run.json's "files" map holds
+the sha256 and size of the files export depends on (edgetl.run.VERIFIED), taken from the
+files as written, so `open_run` can tell a tampered or half-copied folder from a good one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from edgetl import __version__
 from edgetl.config import dump_config
 from edgetl.model import output_kind
 from edgetl.plots import plot_confusion, plot_curves
+from edgetl.run import VERIFIED
 from edgetl.runtime import atomic
 
 HISTORY_COLUMNS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy")
@@ -45,6 +48,12 @@ def run_info(config, spec, base, classes: list[str]) -> dict:
     }
 
 
+def file_digests(out: Path, names=VERIFIED) -> dict[str, dict]:
+    """{name: {"sha256", "size_bytes"}} of files already in the run folder."""
+    return {name: {"sha256": atomic.sha256_file(out / name), "size_bytes": (out / name).stat().st_size}
+            for name in names}
+
+
 def write_run_folder(out: Path, config, spec, fused, base, dataset, splits: dict, history: list[dict],
                      confusion, metrics: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
@@ -57,4 +66,5 @@ def write_run_folder(out: Path, config, spec, fused, base, dataset, splits: dict
     plot_curves(history, out / "curves.png")
     plot_confusion(confusion, dataset.classes, out / "confusion.png")
     atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=2))
-    atomic.write_text(out / "run.json", json.dumps(run_info(config, spec, base, dataset.classes), indent=2))
+    info = {**run_info(config, spec, base, dataset.classes), "files": file_digests(out)}
+    atomic.write_text(out / "run.json", json.dumps(info, indent=2))

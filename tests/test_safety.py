@@ -23,6 +23,8 @@ FORBIDDEN = {
     r"yaml\.load\(|yaml\.unsafe_load|yaml\.full_load|Loader\s*=\s*yaml\.(Unsafe|Full)?Loader": "unsafe YAML loading",
     r"(?<![\w.])eval\(|(?<![\w.])exec\(": "eval/exec",
     r"torch\.load\(": "torch.load",
+    r"\.extractall\(": "archive extraction (zip/tar members may hold ../ paths)",
+    r"shell\s*=\s*True|os\.system\(|os\.popen\(": "shell command lines",
 }
 
 

@@ -115,7 +115,9 @@ def load_bundle(bundle_dir: str | Path) -> Bundle:
     """Read and sanity-check manifest.json (files are verified lazily, when used)."""
     root = Path(bundle_dir)
     if not root.is_dir():
-        raise BundleError(f"bundle folder not found: {root}")
+        old = root.with_name(f".{root.name}.old")  # atomic_dir's swap was cut between its two renames
+        hint = f"; an export was interrupted while swapping, the previous bundle is at {old}" if old.is_dir() else ""
+        raise BundleError(f"bundle folder not found: {root}{hint}")
     path = root / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))

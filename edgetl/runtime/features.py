@@ -16,6 +16,7 @@ import io
 import os
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ class FeatureCache:
                     for key, vec, label in zip(keys, vectors.astype(np.float32), labels):
                         self.vectors[str(key)] = vec
                         self.labels[str(key)] = str(label)
-            except (OSError, KeyError, ValueError, EOFError) as exc:
+            except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
                 print(f"warning: skipping unreadable feature chunk {path.name} ({type(exc).__name__})", file=sys.stderr)
 
     def __contains__(self, key: str) -> bool:

@@ -9,6 +9,7 @@ Files are loaded with `allow_pickle=False`: strings are stored as numpy unicode 
 from __future__ import annotations
 
 import io
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,5 +110,5 @@ class NumpyHead:
                 )
         except BundleError:
             raise
-        except (OSError, KeyError, ValueError, EOFError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise BundleError(f"{path}: not a readable edgetl head ({type(exc).__name__}: {str(exc)[:80]})") from None

@@ -9,6 +9,7 @@ RGB, animated files use their first frame. Anything else raises ImageError with 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from edgetl.errors import ImageError
 MAX_PIXELS = 64_000_000
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 RESAMPLE = Image.BILINEAR
+ORIENTATION = 0x0112  # EXIF tag
 
 
 def is_image_name(path: str | os.PathLike) -> bool:
@@ -60,8 +62,12 @@ def open_image(source, size: int | None = None) -> Image.Image:
         img = source
     else:
         try:
-            if isinstance(source, (str, os.PathLike)) and os.path.getsize(source) == 0:
-                raise ImageError(f"{name}: empty file (0 bytes)")
+            if isinstance(source, (str, os.PathLike)):
+                info = os.stat(source)
+                if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+                    raise ImageError(f"{name}: not a regular file (a folder, FIFO or device)")
+                if info.st_size == 0:
+                    raise ImageError(f"{name}: empty file (0 bytes)")
             img = Image.open(source)
         except ImageError:
             raise
@@ -81,8 +87,10 @@ def open_image(source, size: int | None = None) -> Image.Image:
             img.seek(0)
         if size and img.format == "JPEG":
             img.draft("RGB", (size, size))
-        img = ImageOps.exif_transpose(img)
         img.load()
+        # exif_transpose copies the whole image even when there is nothing to turn; most photos are upright.
+        if img.getexif().get(ORIENTATION, 1) != 1:
+            img = ImageOps.exif_transpose(img)
         return to_rgb(img)
     except ImageError:
         raise
@@ -91,6 +99,8 @@ def open_image(source, size: int | None = None) -> Image.Image:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:  # "Too many levels of symbolic links", not the path again
+        return exc.strerror
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 

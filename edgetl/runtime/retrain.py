@@ -145,6 +145,8 @@ def _features(bundle, base_fmt: str, head: NumpyHead, data: dict[str, list[Path]
     for label, paths in data.items():
         for path in paths:
             try:
+                if not path.is_file():  # a FIFO would block read_bytes forever
+                    raise OSError(0, "not a regular file")
                 raw = path.read_bytes()
             except OSError as exc:
                 failed += 1

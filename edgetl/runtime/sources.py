@@ -44,7 +44,10 @@ class PathItem:
 
 def _expand_one(source: str) -> Iterator[PathItem]:
     if os.path.isdir(source):
-        for path in list_images(source):
+        found = list_images(source)
+        if not found:
+            yield PathItem(source, "a folder with no image files")
+        for path in found:
             yield PathItem(str(path))
     elif os.path.exists(source) or os.path.islink(source):
         yield PathItem(source)  # an explicit file is always tried, whatever its suffix
