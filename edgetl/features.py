@@ -17,7 +17,10 @@ digest>` (the augment digest covers every augmentation range, fill mode and the 
 gets new keys and is recomputed; nothing is ever served stale.
 
 Chunks are written atomically every CHUNK_SIZE rows, so a killed extraction keeps its
-finished chunks and the next run computes only the rest. Files are read with
+finished chunks and the next run computes only the rest. A chunk's name ends with the first
+16 hex digits of the sha256 of its bytes (chunk-<time>-<pid>-<sha16>.npz); a chunk that does
+not match (bit rot, a truncated copy) or cannot be read is deleted with a one-line warning
+and its rows are recomputed. Files are read with
 allow_pickle=False: keys are numpy unicode arrays. Features are stored as float16 for
 feature maps (pooling 'none') and float32 for pooled vectors.
 """
@@ -28,7 +31,9 @@ import hashlib
 import io
 import json
 import os
+import stat
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +44,7 @@ from edgetl.augment import AugmentParams, augment, view_rng
 from edgetl.errors import ImageError
 from edgetl.runtime import atomic
 from edgetl.runtime.image import load_rgb, preprocess
+from edgetl.testhooks import slow_step
 
 CACHE_VERSION = 1
 CHUNK_SIZE = 256
@@ -95,15 +101,24 @@ class FeatureCache:
         self._index: dict[str, tuple[Path, int]] = {}
         self._read_index()
 
+    def reload(self) -> None:
+        """Pick up chunks other processes wrote since (multi-worker: the other workers' shards)."""
+        self._read_index()
+
     def _read_index(self) -> None:
         if not self.folder.is_dir():
             return
         for chunk in sorted(self.folder.glob("chunk-*.npz")):
             try:
+                expected = chunk.stem.rsplit("-", 1)[-1]
+                if len(chunk.stem.split("-")) == 4 and not atomic.sha256_file(chunk).startswith(expected):
+                    raise ValueError("sha256 mismatch")
                 with np.load(chunk, allow_pickle=False) as data:
                     keys = [str(k) for k in data["keys"]]
-            except (OSError, KeyError, ValueError, EOFError) as exc:
-                print(f"warning: ignoring unreadable feature cache chunk {chunk} ({type(exc).__name__}); it will be recomputed")
+            except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+                print(f"warning: discarding corrupt feature cache chunk {chunk.name} ({exc.__class__.__name__}: "
+                      f"{str(exc)[:60]}); its features will be recomputed")
+                chunk.unlink(missing_ok=True)
                 continue
             for row, key in enumerate(keys):
                 self._index.setdefault(key, (chunk, row))
@@ -111,15 +126,18 @@ class FeatureCache:
     def _write_chunk(self, keys: list[str], feats: list[np.ndarray]) -> None:
         buf = io.BytesIO()
         np.savez(buf, keys=np.array(keys, dtype=np.str_), features=np.stack(feats).astype(self.dtype))
-        name = f"chunk-{time.time_ns()}-{os.getpid()}.npz"
-        path = atomic.write_bytes(self.folder / name, buf.getvalue())
+        data = buf.getvalue()
+        name = f"chunk-{time.time_ns()}-{os.getpid()}-{hashlib.sha256(data).hexdigest()[:16]}.npz"
+        path = atomic.write_bytes(self.folder / name, data)
         for row, key in enumerate(keys):
             self._index.setdefault(key, (path, row))
 
     def _predict(self, batch: list[np.ndarray]) -> np.ndarray:
         self.base_calls += 1
         x = preprocess(np.stack(batch), self.scale, self.offset)
-        return np.asarray(self.model.predict_on_batch(x), dtype=np.float32)
+        out = np.asarray(self.model.predict_on_batch(x), dtype=np.float32)
+        slow_step()
+        return out
 
     def extract(self, paths: list[Path], views: int = 0, params: AugmentParams | None = None, seed: int = 0,
                 desc: str = "features") -> FeatureSet:
@@ -134,6 +152,9 @@ class FeatureCache:
         skipped: dict[int, str] = {}
         for i, path in enumerate(paths):
             try:
+                if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read forever
+                    skipped[i] = f"{path}: not a regular file"
+                    continue
                 hashes[i] = atomic.sha256_file(path)
             except OSError as exc:
                 skipped[i] = f"{path}: cannot read ({exc.strerror or type(exc).__name__})"

@@ -12,10 +12,15 @@ retraces the train step, so a run resumed from RUN/checkpoints/state.npz after a
 continues exactly as if it had never stopped (see edgetl.checkpoint). Resuming is automatic
 when the checkpoint's digest (config, splits, base weights) matches; `resume=False`
 (`--no-resume`) starts over.
+
+strategy multi_worker (TF_CONFIG) shards feature extraction and head batches over several
+processes or machines; only the chief writes the run folder (see edgetl.distribute).
+TensorBoard (`--tensorboard`): RUN/tensorboard/{head,fine_tune,confusion} (see edgetl.tensorboard_logs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import time
@@ -24,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgetl import checkpoint
+from edgetl import checkpoint, distribute, tensorboard_logs
 from edgetl.augment import AugmentParams
 from edgetl.bases import get_base
 from edgetl.config import TrainConfig
@@ -33,20 +38,9 @@ from edgetl.errors import ConfigError, DataError
 from edgetl.features import FeatureCache
 from edgetl.model import build_classifier, build_head, output_kind
 from edgetl.runfiles import write_run_folder
+from edgetl.testhooks import slow_step
 
 EpochHook = Callable[[str, int], None]
-
-
-def make_strategy(name: str):
-    from edgetl._tf import tf
-
-    strategies = {
-        "default": tf.distribute.get_strategy,
-        "mirrored": tf.distribute.MirroredStrategy,
-        # reads the cluster from the TF_CONFIG environment variable; without it: one worker
-        "multi_worker": tf.distribute.MultiWorkerMirroredStrategy,
-    }
-    return strategies[name]()
 
 
 def make_optimizer(name: str, learning_rate: float):
@@ -74,7 +68,11 @@ def fit_epoch(model, x, y, epoch: int, config: TrainConfig, validation, callback
     if isinstance(x, np.ndarray):
         order = np.random.default_rng([config.seed, epoch]).permutation(len(x))
         x, y = x[order], y[order]
-    h = model.fit(x, y, batch_size=config.batch_size if y is not None else None, epochs=epoch + 1,
+        if config.strategy == "multi_worker":  # explicit DATA sharding of each global batch
+            x, y, validation = distribute.batches(x, y, config.batch_size), None, distribute.batches(
+                *validation, config.batch_size)
+    batch_size = config.batch_size if isinstance(x, np.ndarray) else None
+    h = model.fit(x, y, batch_size=batch_size, epochs=epoch + 1,
                   initial_epoch=epoch, shuffle=False, validation_data=validation, verbose=0, callbacks=callbacks)
     return {k: float(v[-1]) for k, v in h.history.items()}
 
@@ -91,6 +89,7 @@ def run_phase(phase: str, model, optimizer, first: int, last: int, data_for_epoc
              f"val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}")
         state = checkpoint.State(phase, epoch, history, model.get_weights(), checkpoint.optimizer_values(optimizer))
         checkpoint.save_state(out / "checkpoints", digest, state)
+        slow_step()
         if epoch_hook is not None:
             epoch_hook(phase, epoch)
 
@@ -108,26 +107,39 @@ def _drop_skipped(dataset: Dataset, train_kept: list[int], val_kept: list[int], 
 
 
 def train(config: TrainConfig, resume: bool = True, epoch_hook: EpochHook | None = None, echo=print) -> dict:
-    """Train per `config`, write the run folder `config.out`, return metrics.json's content."""
-    from edgetl._tf import keras, set_seed
-    from edgetl.finetune import image_sequence, load_pixels, unfreeze_top
-
-    start = time.time()
+    """Train per `config`, write the run folder `config.out` (chief only), return metrics.json's content."""
     params = AugmentParams.from_config(config)
     if config.augment and not params.active:
         raise ConfigError("augment is on but every augmentation range is 0; set --rotation, --zoom, "
                           "--horizontal-flip, ... or use --no-augment")
     if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("tensorboard: true needs the tensorboard package; `pip install tensorboard` or use --no-tensorboard")
+    if config.strategy == "multi_worker" and config.fine_tune_layers > 0:
+        raise ConfigError("strategy multi_worker trains the head only; use fine_tune_layers 0 "
+                          "(or fine-tune on one machine with strategy mirrored)")
     dataset = load_dataset(config.data, config.val_split, config.seed)
-    out = Path(config.out).expanduser()
+    strategy, workers = distribute.make_strategy(config.strategy)  # before any other TF op (multi_worker)
+    out = distribute.output_folder(Path(config.out).expanduser(), workers)
+    try:
+        return _train(config, dataset, params, strategy, workers, out, resume, epoch_hook, echo)
+    finally:
+        distribute.discard(out, workers)
+
+
+def _train(config: TrainConfig, dataset: Dataset, params: AugmentParams, strategy, workers, out: Path, resume: bool,
+           epoch_hook: EpochHook | None, echo) -> dict:
+    from edgetl._tf import set_seed
+    from edgetl.finetune import image_sequence, load_pixels, unfreeze_top
+
+    start = time.time()
+    multi = config.strategy == "multi_worker"
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").unlink(missing_ok=True)  # the folder is incomplete until run.json is back
     set_seed(config.seed)
     spec = get_base(config.base)
     num_classes = len(dataset.classes)
-    strategy = make_strategy(config.strategy)
-    with strategy.scope():
+    # multi_worker: the base only runs locally (each worker its own shard), so it stays outside the scope
+    with contextlib.nullcontext() if multi else strategy.scope():
         fused, base, head = build_classifier(config, num_classes)
 
     cache = FeatureCache(base, base_name=spec.name, cut_layer=config.cut_layer, input_size=config.input_size,
@@ -135,8 +147,9 @@ def train(config: TrainConfig, resume: bool = True, epoch_hook: EpochHook | None
                          pooling=config.pooling if config.pooling in ("avg", "max") else "none",
                          cache_dir=config.cache_dir)
     views = config.augment_views if config.augment else 0
-    tr = cache.extract([p for p, _ in dataset.train], views, params, config.seed, desc="train features")
-    va = cache.extract([p for p, _ in dataset.val], 0, desc="val features")
+    tr, va = distribute.shared_features(cache, strategy, workers, [
+        ([p for p, _ in dataset.train], dict(views=views, params=params, seed=config.seed, desc="train features")),
+        ([p for p, _ in dataset.val], dict(views=0, desc="val features"))])
     for path, reason in tr.skipped + va.skipped:
         echo(f"skipped {path}: {reason}")
     dataset = _drop_skipped(dataset, tr.kept, va.kept, tr.skipped + va.skipped)
@@ -155,18 +168,19 @@ def train(config: TrainConfig, resume: bool = True, epoch_hook: EpochHook | None
     history: list[dict] = list(state.history) if state else []
     if state:
         echo(f"resuming from {out / 'checkpoints'}: {state.phase} epoch {state.epoch + 1} done")
-    callbacks = [keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard"))] if config.tensorboard else []
 
     head_start = time.time()
     with strategy.scope():
         feature_head = build_head(cache.feature_shape, num_classes, config)
         optimizer = compile_model(feature_head, config, num_classes, config.learning_rate, steps_per_execution=32)
+        state = distribute.share_state(strategy, workers, state, feature_head, optimizer)
         if state and state.phase == "head":
             checkpoint.restore(feature_head, optimizer, state)
     first = state.epoch + 1 if state else 0
     if not state or state.phase == "head":
         run_phase("head", feature_head, optimizer, first, config.epochs, lambda e: (x_train, y_views),
-                  (x_val, y_val), config, out, digest, history, callbacks, epoch_hook, echo)
+                  (x_val, y_val), config, out, digest, history, tensorboard_logs.callbacks(config, out, "head"),
+                  epoch_hook, echo)
         head.set_weights(feature_head.get_weights())
     head_seconds = time.time() - head_start
 
@@ -191,14 +205,20 @@ def train(config: TrainConfig, resume: bool = True, epoch_hook: EpochHook | None
 
         first = state.epoch + 1 if state and state.phase == "fine_tune" else config.epochs
         run_phase("fine_tune", fused, ft_optimizer, first, config.epochs + config.fine_tune_epochs, epoch_data,
-                  val_seq, config, out, digest, history, callbacks, epoch_hook, echo)
+                  val_seq, config, out, digest, history, tensorboard_logs.callbacks(config, out, "fine_tune"),
+                  epoch_hook, echo)
         probs = fused.predict(val_seq, verbose=0)
         val_loss = float(fused.evaluate(val_seq, verbose=0)[0])
         base.trainable = False
         fine_seconds = time.time() - fine_start
     else:
-        probs = feature_head.predict(x_val, batch_size=256, verbose=0)
-        val_loss = float(feature_head.evaluate(x_val, y_val, batch_size=256, verbose=0)[0])
+        scorer = feature_head
+        if multi:  # score locally: a distributed predict/evaluate would split and regather x_val
+            scorer = build_head(cache.feature_shape, num_classes, config)
+            compile_model(scorer, config, num_classes, config.learning_rate)
+            scorer.set_weights(feature_head.get_weights())
+        probs = scorer.predict(x_val, batch_size=256, verbose=0)
+        val_loss = float(scorer.evaluate(x_val, y_val, batch_size=256, verbose=0)[0])
 
     predicted = (probs[:, 0] > 0.5).astype(int) if probs.shape[1] == 1 else probs.argmax(axis=1)
     truth = y_val.astype(int)
@@ -226,6 +246,12 @@ def train(config: TrainConfig, resume: bool = True, epoch_hook: EpochHook | None
         "resumed_from_epoch": (state.epoch + 1) if state else 0,
         "cache": {"computed": tr.computed + va.computed, "cached": tr.cached + va.cached, "folder": str(cache.folder)},
     }
-    write_run_folder(out, config, spec, fused, base, dataset, splits, history, confusion, metrics)
-    echo(f"val_accuracy {metrics['val_accuracy']:.4f} on {metrics['num_val']} images; run folder: {out}")
-    return metrics
+    if config.tensorboard:
+        tensorboard_logs.log_confusion(out, confusion, dataset.classes, step=len(history))
+    if workers.count > 1:
+        metrics["workers"] = workers.count
+    if workers.chief:
+        write_run_folder(out, config, spec, fused, base, dataset, splits, history, confusion, metrics)
+    where = f"run folder: {out}" if workers.chief else f"worker {workers.index}, the chief writes the run folder; scratch (deleted): {out}"
+    echo(f"val_accuracy {metrics['val_accuracy']:.4f} on {metrics['num_val']} images; {where}")
+    return {**metrics, "chief": False} if not workers.chief else metrics
