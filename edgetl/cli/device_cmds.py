@@ -6,21 +6,22 @@ them pulls in TensorFlow: this is what runs on the Pi / Jetson.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import click
 
-THREADS = click.option("--threads", type=click.IntRange(min=1), default=None,
-                       help="Interpreter threads (default: the runtime's choice).")
+from edgetl.cli.common import MODEL_FORMATS, THREADS_OPTION as THREADS, echo_json, formats_option, json_option
 
 
-@click.command("run")
+@click.command("run", short_help="Classify images or camera frames with a bundle.")
 @click.argument("bundle", type=click.Path(file_okay=False))
 @click.argument("sources", nargs=-1)
 @click.option("--top-k", "top_k", type=click.IntRange(min=1), default=1, show_default=True, help="Labels per image.")
 @THREADS
-@click.option("--format", "fmt", default=None, help="Model format (default: best available, tflite-int8 first).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--format", "fmt", default=None, metavar="FORMAT",
+              help=f"Model format (default: best available, tflite-int8 first): {', '.join(MODEL_FORMATS)}.")
+@json_option("One JSON object per line (JSON lines), errors on stderr.")
 @click.option("--camera", default=None, help="Camera device index (OpenCV) or 'picamera' (Picamera2).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N camera frames.")
 @click.option("--fps-every", type=click.FloatRange(min=0), default=10.0, show_default=True,
@@ -49,7 +50,7 @@ def run_cmd(ctx, bundle, sources, top_k, threads, fmt, as_json, camera, max_fram
         ctx.exit(1)
 
 
-@click.command("update-head")
+@click.command("update-head", short_help="Retrain a bundle's head on the device.")
 @click.argument("bundle", type=click.Path(file_okay=False))
 @click.option("--data", required=True, type=click.Path(), help="Folder of <class>/<images>.")
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
@@ -61,46 +62,55 @@ def run_cmd(ctx, bundle, sources, top_k, threads, fmt, as_json, camera, max_fram
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--base-format", default=None, help="Base model to extract features with (default: base-tflite-int8 or best).")
 @THREADS
+@json_option("Print the result (accuracies, counts, head record) as JSON.")
 def update_head_cmd(bundle, data, epochs, holdout, force, allow_new_classes, hidden, learning_rate, seed,
-                    base_format, threads):
-    """Retrain BUNDLE's head on the device (numpy) and swap it in if it is at least as accurate."""
+                    base_format, threads, as_json):
+    """Retrain BUNDLE's head on the device (numpy) and swap it in if it is at least as accurate.
+
+    Exit code 3 when the new head is less accurate on the held-out images (kept the current one).
+    """
     from edgetl.runtime.retrain import RetrainConfig, update_head
 
     cfg = RetrainConfig(data=data, epochs=epochs, holdout=holdout, force=force, allow_new_classes=allow_new_classes,
                         hidden=hidden, learning_rate=learning_rate, seed=seed, threads=threads, base_format=base_format)
-    result = update_head(bundle, cfg)
+    result = update_head(bundle, cfg, err=sys.stderr)  # looked up now: the default was bound at import
+    if as_json:
+        echo_json(dataclasses.asdict(result))
+        return
     click.echo(f"features: {result.new_images} new, {result.cached_images} cached, {result.failed_images} failed; "
                f"train {result.num_train}, holdout {result.num_holdout}")
     click.echo(f"held-out accuracy: current {result.current_accuracy:.1%}, new {result.new_accuracy:.1%}")
     click.echo(f"swapped in device head {result.record['file']} ({', '.join(result.classes)})")
 
 
-@click.command("rollback-head")
+@click.command("rollback-head", short_help="Go back to a bundle's previous head.")
 @click.argument("bundle", type=click.Path(file_okay=False))
-def rollback_head_cmd(bundle):
+@json_option("Print {head: record of the head now in use, or null for the exported one} as JSON.")
+def rollback_head_cmd(bundle, as_json):
     """Point BUNDLE back to its previous head (or the exported one)."""
     from edgetl.runtime import headstore
     from edgetl.runtime.bundle import load_bundle
 
     record = headstore.rollback(load_bundle(bundle))
+    if as_json:
+        echo_json({"head": record})
+        return
     click.echo(f"now using {'device head ' + record['file'] if record else 'the exported head (fused model)'}")
 
 
-@click.command("bench")
+@click.command("bench", short_help="Size, accuracy, latency and memory per format.")
 @click.argument("bundle", type=click.Path(file_okay=False))
 @click.option("--data", default=None, type=click.Path(), help="Folder of <class>/<images> for accuracy.")
 @THREADS
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Timed calls per format.")
-@click.option("--format", "formats", multiple=True, help="Only these formats (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@formats_option("Only these formats.")
+@json_option("Print JSON instead of a table.")
 def bench_cmd(bundle, data, threads, runs, formats, as_json):
     """Size, accuracy, latency, cold start and peak memory of each format in BUNDLE."""
-    import json
-
     from edgetl.runtime import bench
 
     results = bench.bench_bundle(bundle, data, threads, runs, list(formats) or None)
-    click.echo(json.dumps(results, indent=2) if as_json else bench.table(results))
+    echo_json(results) if as_json else click.echo(bench.table(results))
 
 
 COMMANDS = [run_cmd, update_head_cmd, rollback_head_cmd, bench_cmd]

@@ -2,23 +2,30 @@
 
 They parse flags, build an ExportOptions, call the library and print; errors are
 EdgetlErrors that the group turns into `error: ...` and an exit code (3: gate failed).
+A bundle whose gate failed is still written, and so is its report: it shows why.
 """
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import click
+
+from edgetl.cli.common import REPORT_OPTION, echo_json, formats_option, json_option, log_to, try_report
 
 FLAG_FORMATS = {"float32": "tflite-float32", "float16": "tflite-float16", "dynamic": "tflite-dynamic",
                 "int8": "tflite-int8", "onnx": "onnx", "onnx_int8": "onnx-int8"}
 
 
-def _echo_json(data) -> None:
-    click.echo(json.dumps(data, indent=1, default=str))
+def _finish_bundle(bundle: Path, make_report: bool, archive: bool, as_json: bool) -> tuple[Path | None, Path | None]:
+    """Report first, then the archive, so BUNDLE.tar.gz carries report.html too."""
+    from edgetl.export import write_archive
+
+    html = try_report(bundle, as_json) if make_report else None
+    return html, (write_archive(bundle) if archive else None)
 
 
-@click.command()
+@click.command(short_help="Export a run folder to a TFLite/ONNX bundle.")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--int8", is_flag=True, help="Full-integer TFLite (calibrated on the training split).")
 @click.option("--float16", is_flag=True, help="TFLite with float16 weights.")
@@ -26,7 +33,7 @@ def _echo_json(data) -> None:
 @click.option("--float32", is_flag=True, help="Float TFLite.")
 @click.option("--onnx", is_flag=True, help="Float ONNX (opset 17).")
 @click.option("--onnx-int8", is_flag=True, help="Static QDQ int8 ONNX (onnxruntime.quantization).")
-@click.option("--format", "extra", multiple=True, help="Format by name (tflite-int8, onnx, ...); repeatable.")
+@formats_option("Format by name, added to the flags above.")
 @click.option("--io", type=click.Choice(["uint8", "int8", "float32"]), default="uint8", show_default=True,
               help="Input/output dtype of int8 TFLite models.")
 @click.option("--calibration", type=int, default=200, show_default=True, help="Calibration images (class-stratified).")
@@ -34,40 +41,70 @@ def _echo_json(data) -> None:
               show_default=True, help="ONNX int8 calibration method.")
 @click.option("--split/--no-split", default=True, show_default=True, help="Also write base models + head.npz.")
 @click.option("--archive", is_flag=True, help="Also write BUNDLE.tar.gz.")
-@click.option("--out", type=click.Path(), default=None, help="Bundle folder [bundles/<run name>].")
+@click.option("--out", "-o", type=click.Path(), default=None, help="Bundle folder [bundles/<run name>].")
 @click.option("--max-drop", type=float, default=1.0, show_default=True, help="Max accuracy drop (pp) of int8 formats.")
 @click.option("--no-validate", is_flag=True, help="Skip validation and the gate.")
 @click.option("--qat-epochs", type=click.IntRange(0), default=0, help="Quantization-aware training of the head (tflite-qat-int8).")
 @click.option("--mediapipe-metadata", is_flag=True,
               help="Write standard TFLite metadata for MediaPipe Tasks (needs scripts/setup_mediapipe_venv.sh).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration sample.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def export(run_dir, extra, io, calibration, calibration_method, split, archive, out, max_drop, no_validate,
-           qat_epochs, mediapipe_metadata, seed, as_json, **flags):
-    """Export RUN_DIR to a bundle of TFLite/ONNX models with a manifest; validate and gate int8."""
+@REPORT_OPTION
+@json_option("Print {bundle, manifest, validation, archive, report} as JSON; logs go to stderr.")
+def export(run_dir, formats, io, calibration, calibration_method, split, archive, out, max_drop, no_validate,
+           qat_epochs, mediapipe_metadata, seed, make_report, as_json, **flags):
+    """Export RUN_DIR to a bundle of TFLite/ONNX models with a manifest; validate and gate int8.
+
+    Exit code 3 when an int8 format drops more than --max-drop; the bundle, its
+    validation.json and its report are written anyway.
+    """
+    from edgetl.errors import GateError
     from edgetl.export import ExportOptions, export_run
 
-    formats = tuple(FLAG_FORMATS[k] for k, v in flags.items() if v) + tuple(extra)
-    options = ExportOptions(formats=formats or ExportOptions.formats, io=io, calibration=calibration,
-                            calibration_method=calibration_method, split=split, archive=archive, out=out,
+    chosen = tuple(FLAG_FORMATS[k] for k, v in flags.items() if v) + formats
+    options = ExportOptions(formats=chosen or ExportOptions.formats, io=io, calibration=calibration,
+                            calibration_method=calibration_method, split=split, archive=False, out=out,
                             max_drop=max_drop, validate=not no_validate, qat_epochs=qat_epochs, seed=seed,
                             mediapipe_metadata=mediapipe_metadata)
-    log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
-    result = export_run(run_dir, options, log)
+    try:
+        result = export_run(run_dir, options, log_to(as_json))
+    except GateError:  # the bundle is complete: report, archive and JSON as usual, then exit 3
+        bundle = Path(out) if out else Path("bundles") / Path(run_dir).resolve().name
+        if not (bundle / "manifest.json").is_file():
+            raise
+        _print_result(_read_result(bundle), *_finish_bundle(bundle, make_report, archive, as_json), as_json)
+        raise
+    _print_result(result, *_finish_bundle(Path(result["bundle"]), make_report, archive, as_json), as_json)
+
+
+def _read_result(bundle: Path) -> dict:
+    """export_run's result, rebuilt from the files it wrote (it raises instead of returning on a gate failure)."""
+    import json
+
+    read = lambda name: json.loads((bundle / name).read_text()) if (bundle / name).is_file() else None  # noqa: E731
+    return {"bundle": str(bundle), "manifest": read("manifest.json"), "validation": read("validation.json")}
+
+
+def _print_result(result: dict, html: Path | None, tarball: Path | None, as_json: bool) -> None:
+    result = {**result, "archive": str(tarball) if tarball else None, "report": str(html) if html else None}
     if as_json:
-        _echo_json(result)
+        echo_json(result)
     else:
         click.echo(f"bundle: {result['bundle']}" + (f" (archive {result['archive']})" if result["archive"] else ""))
 
 
-@click.command()
+@click.command(short_help="Measure a bundle's formats on --data; gate int8.")
 @click.argument("bundle_dir", type=click.Path(file_okay=False))
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="Class-per-folder images to validate on.")
 @click.option("--max-drop", type=float, default=1.0, show_default=True, help="Max accuracy drop (pp) of int8 formats.")
-@click.option("--formats", default=None, help="Comma-separated formats to measure (default: all in the bundle).")
-@click.option("--json", "as_json", is_flag=True, help="Print validation.json.")
-def validate(bundle_dir, data, max_drop, formats, as_json):
-    """Measure every format of BUNDLE_DIR on --data against the float model; exit 3 if int8 drops > --max-drop."""
+@formats_option("Formats to measure (default: all in the bundle; split bundles also have base-<format>).")
+@REPORT_OPTION
+@json_option("Print validation.json on stdout; progress goes to stderr.")
+def validate(bundle_dir, data, max_drop, formats, make_report, as_json):
+    """Measure every format of BUNDLE_DIR on --data against the float model.
+
+    Writes validation.json and report.html/report.md into the bundle. Exit code 3 if an
+    int8 format drops more than --max-drop percentage points (the report is written first).
+    """
     from edgetl.runtime.bundle import load_bundle
     from edgetl.validate import check_gate, eval_set_from_folder, table, validate_bundle
 
@@ -75,22 +112,24 @@ def validate(bundle_dir, data, max_drop, formats, as_json):
     evalset = eval_set_from_folder(data, bundle.classes, bundle.input_size, bundle.scale, bundle.offset)
     if evalset.skipped:
         click.echo(f"warning: {len(evalset.skipped)} image(s) could not be decoded and were skipped", err=True)
-    chosen = [f.strip() for f in formats.split(",") if f.strip()] if formats else None
-    report = validate_bundle(bundle_dir, evalset, max_drop, chosen,
+        click.echo("".join(f"skipped {reason}\n" for reason in evalset.skipped), err=True, nl=False)
+    report = validate_bundle(bundle_dir, evalset, max_drop, list(formats) or None,
                              log=lambda s: click.echo(s, err=True))
-    _echo_json(report) if as_json else click.echo(table(report))
+    echo_json(report) if as_json else click.echo(table(report))
+    if make_report:
+        try_report(bundle_dir, as_json)
     check_gate(report)
 
 
-@click.command()
+@click.command(short_help="Print the class names embedded in a model file.")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print everything embedded (classes, preprocessing) as JSON.")
+@json_option("Print everything embedded (classes, preprocessing) as JSON.")
 def labels(model, as_json):
     """Print the class names embedded in a .tflite or .onnx file, one per line."""
     from edgetl.metadata import read_info
 
     info = read_info(model)
-    _echo_json(info) if as_json else click.echo("\n".join(info["classes"]))
+    echo_json(info) if as_json else click.echo("\n".join(info["classes"]))
 
 
 COMMANDS = [export, validate, labels]

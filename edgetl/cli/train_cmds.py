@@ -10,15 +10,16 @@ Weight initialisation: `--weights imagenet|none|FILE.h5` initialises the base; f
 
 from __future__ import annotations
 
-import json
 import typing
 from pathlib import Path
 
 import click
 
+from edgetl.cli.common import REPORT_OPTION, echo_json, json_option, log_to, stdout_to_stderr, try_report
 from edgetl.config import FIELDS, _HINTS
 
 DEFAULT_CACHE = "~/.cache/edgetl"
+SHORT = {"out": ("-o",)}  # short aliases of config flags; -o means --out in every command
 
 
 def _flag_type(name: str):
@@ -41,34 +42,46 @@ def config_options(func):
         else:
             default = FIELDS[name].default
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            func = click.option(f"--{flag}", name, type=_flag_type(name), default=None,
+            names = (f"--{flag}", *SHORT.get(name, ()))
+            func = click.option(*names, name, type=_flag_type(name), default=None,
                                 help=f"{meta['help']} [default: {shown}]")(func)
     return func
 
 
-@click.command()
+@click.command(short_help="Train a classifier into a run folder (--out).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of TrainConfig keys.")
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Continue from RUN/checkpoints when it was written by the same config and data.")
+@REPORT_OPTION
+@json_option("Print metrics.json (+ run, report paths) as JSON on stdout; progress goes to stderr.")
 @config_options
-def train(config_file, resume, **flags):
-    """Train a classifier: frozen pretrained base + new head (+ optional fine-tuning)."""
+def train(config_file, resume, make_report, as_json, **flags):
+    """Train a classifier: frozen pretrained base + new head (+ optional fine-tuning).
+
+    Writes the run folder --out (model.keras, metrics.json, ...) and report.html/report.md in it.
+    """
     from edgetl.config import load_config
     from edgetl.train import train as run_training
 
     config = load_config(config_file, flags)
-    click.echo(f"edgetl train: {config.base} @ {config.input_size}px, weights={config.weights}, data={config.data}")
-    metrics = run_training(config, resume=resume)
-    click.echo(f"val_accuracy {metrics['val_accuracy']:.4f}  val_loss {metrics['val_loss']:.4f}  "
-               f"train {metrics['num_train']} / val {metrics['num_val']} images  "
-               f"skipped {len(metrics['skipped'])}  {metrics['train_seconds']:.1f}s")
-    click.echo(f"run folder: {Path(config.out).expanduser()}")
+    log = log_to(as_json)
+    log(f"edgetl train: {config.base} @ {config.input_size}px, weights={config.weights}, data={config.data}")
+    with stdout_to_stderr(as_json):
+        metrics = run_training(config, resume=resume, echo=log)
+    out = Path(config.out).expanduser()
+    log(f"val_accuracy {metrics['val_accuracy']:.4f}  val_loss {metrics['val_loss']:.4f}  "
+        f"train {metrics['num_train']} / val {metrics['num_val']} images  "
+        f"skipped {len(metrics['skipped'])}  {metrics['train_seconds']:.1f}s")
+    log(f"run folder: {out}")
+    html = try_report(out, as_json) if make_report and metrics.get("chief", True) else None  # multi_worker: chief only
+    if as_json:
+        echo_json({**metrics, "run": str(out), "report": str(html) if html else None})
 
 
-@click.command()
+@click.command(short_help="List a base's layers to pick --cut-layer.")
 @click.option("--base", default="mobilenet_v2", show_default=True, help="Base from the registry.")
 @click.option("--input-size", type=int, default=None, help="Input size (default: the base's own).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print a JSON list of {name, type, output_shape}.")
 def layers(base, input_size, as_json):
     """List the layers of a base (name, type, output shape) to pick --cut-layer."""
     from edgetl.bases import get_base, layer_table
@@ -76,7 +89,7 @@ def layers(base, input_size, as_json):
     spec = get_base(base)
     rows = layer_table(spec, input_size or spec.default_size)
     if as_json:
-        click.echo(json.dumps([{"name": n, "type": t, "output_shape": list(s)} for n, t, s in rows], indent=1))
+        echo_json([{"name": n, "type": t, "output_shape": list(s)} for n, t, s in rows])
         return
     for name, kind, shape in rows:
         click.echo(f"{name:40s} {kind:28s} {tuple(shape)}")
@@ -100,16 +113,19 @@ def read_labels(path: str | None, num_outputs: int) -> list[str]:
     return lines
 
 
-@click.command()
+@click.command(short_help="Classify images with a plain ImageNet model.")
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--base", default="mobilenet_v2", show_default=True)
 @click.option("--weights", default="imagenet", show_default=True, help="imagenet or a .h5 file WITH the top.")
 @click.option("--labels", "labels_file", type=click.Path(dir_okay=False), help="One class per line (1000 or 1001).")
 @click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option("Print a JSON list of {path, top: [{index, label, score}]} (or {path, error}).")
 @click.pass_context
 def classify(ctx, images, base, weights, labels_file, top_k, as_json):
-    """Classify images with a plain ImageNet model (include_top=True)."""
+    """Classify images with a plain ImageNet model (include_top=True).
+
+    Exit code 1 if any image could not be decoded (an `error:` line each on stderr).
+    """
     from edgetl.bases import build_base, get_base
     from edgetl.errors import ImageError
     from edgetl.runtime.image import load_rgb, preprocess
@@ -132,14 +148,14 @@ def classify(ctx, images, base, weights, labels_file, top_k, as_json):
         if not as_json:
             click.echo(f"{image}: " + ", ".join(f"{t['label']} ({t['score']:.3f})" for t in top))
     if as_json:
-        click.echo(json.dumps(results, indent=1))
+        echo_json(results)
     if failed:
         ctx.exit(1)
 
 
-@click.command()
+@click.command(short_help="Extract base features of a dataset into an .npz.")
 @click.option("--data", required=True, type=click.Path(), help="Class-per-folder images (flat or train/ + val/).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .npz file.")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Output .npz file.")
 @click.option("--base", default="mobilenet_v2", show_default=True)
 @click.option("--weights", default="imagenet", show_default=True, help="imagenet | none | .h5 file.")
 @click.option("--input-size", type=int, default=None, help="Default: the base's own size.")
@@ -147,7 +163,8 @@ def classify(ctx, images, base, weights, labels_file, top_k, as_json):
 @click.option("--pooling", type=click.Choice(["avg", "max", "none"]), default="avg", show_default=True)
 @click.option("--cache-dir", default=DEFAULT_CACHE, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
-def features(data, out, base, weights, input_size, cut_layer, pooling, cache_dir, batch_size):
+@json_option("Print {out, shape, num_images, classes, skipped} as JSON.")
+def features(data, out, base, weights, input_size, cut_layer, pooling, cache_dir, batch_size, as_json):
     """Extract base features of every image into an .npz (features, labels, paths, splits, classes)."""
     import numpy as np
 
@@ -162,7 +179,8 @@ def features(data, out, base, weights, input_size, cut_layer, pooling, cache_dir
     model = build_base(spec, size, weights, cut_layer)
     cache = FeatureCache(model, base_name=spec.name, cut_layer=cut_layer, input_size=size, scale=spec.scale,
                          offset=spec.offset, pooling=pooling, cache_dir=cache_dir, batch_size=batch_size)
-    result = cache.extract([p for p, _, _ in items], 0, desc="features")
+    with stdout_to_stderr(as_json):
+        result = cache.extract([p for p, _, _ in items], 0, desc="features")
     for path, reason in result.skipped:
         click.echo(f"skipped {path}: {reason}", err=True)
     kept = [items[i] for i in result.kept]
@@ -176,6 +194,10 @@ def features(data, out, base, weights, input_size, cut_layer, pooling, cache_dir
     }
     with atomic.atomic_path(out, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
+    if as_json:
+        echo_json({"out": str(out), "shape": list(arrays["features"].shape), "num_images": len(kept),
+                   "classes": classes, "skipped": [{"path": str(p), "reason": r} for p, r in result.skipped]})
+        return
     click.echo(f"wrote {out}: features {arrays['features'].shape} for {len(kept)} images, "
                f"{len(classes)} classes, {len(result.skipped)} skipped")
 
