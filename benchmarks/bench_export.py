@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,14 @@ def check(report: dict, manifest: dict) -> dict:
         ratio = models["tflite-int8"]["size_bytes"] / models["tflite-float32"]["size_bytes"]
         out["tflite_int8_size_ratio"] = {"value": round(ratio, 4), "target": "<= 0.3", "met": ratio <= 0.3}
     return out
+
+
+def size_breakdown(bundle: Path, manifest: dict) -> dict:
+    """Where the bytes of each fused .tflite go (edgetl.tflite_compact.breakdown)."""
+    from edgetl.tflite_compact import breakdown
+
+    return {fmt: breakdown((bundle / e["file"]).read_bytes()) for fmt, e in manifest["models"].items()
+            if e["runtime"] == "tflite" and e.get("role") == "fused"}
 
 
 def summary(report: dict) -> dict:
@@ -61,6 +70,7 @@ def main() -> int:
     out = args.out or f"benchmarks/results/export_{Path(args.run).name}"
     options = ExportOptions(formats=("tflite-float32", "tflite-int8", "onnx", "onnx-int8"), out=out,
                             calibration=args.calibration, max_drop=args.max_drop, split=args.split)
+    load_before = os.getloadavg()
     start = time.perf_counter()
     gate_error = None
     try:
@@ -68,11 +78,14 @@ def main() -> int:
     except GateError as exc:
         gate_error = str(exc)
     result = {"run": args.run, "bundle": out, "export_seconds": round(time.perf_counter() - start, 1),
-              "gate_error": gate_error}
+              "gate_error": gate_error, "cpu_count": os.cpu_count(),
+              "loadavg_1_5_15": {"before": [round(v, 2) for v in load_before],
+                                 "after": [round(v, 2) for v in os.getloadavg()]}}
     bundle = load_bundle(out)
     report = json.loads((Path(out) / "validation.json").read_text())
     result["run_val"] = {"num_images": report["num_images"], "formats": summary(report),
                          "targets": check(report, bundle.manifest)}
+    result["tflite_size_breakdown"] = size_breakdown(Path(out), bundle.manifest)
     if args.data:
         evalset = eval_set_from_folder(args.data, bundle.classes, bundle.input_size, bundle.scale, bundle.offset)
         extra = validate_bundle(out, evalset, args.max_drop, log=lambda s: print(s, file=sys.stderr))
@@ -81,6 +94,7 @@ def main() -> int:
     text = json.dumps(result, indent=1)
     print(text)
     if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(text)
     return 0
 

@@ -68,6 +68,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=10000)
     ap.add_argument("--frames", type=int, default=3000)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prefetch", type=int, default=2, help="Images decoded ahead on a thread (0: inline).")
+    ap.add_argument("--out", type=Path, default=None, help="Also write the JSON here.")
     args = ap.parse_args()
     photos = sorted(args.photos.glob("*.jpg"))
     if not photos:
@@ -82,7 +84,8 @@ def main() -> None:
     devnull = open(os.devnull, "w")
     samples: list[float] = []
     t0 = time.perf_counter()
-    summary = runner.run_paths(pred, sampled(sources.iter_paths([str(folder)]), 500, samples), devnull, sys.stderr)
+    summary = runner.run_paths(pred, sampled(sources.iter_paths([str(folder)]), 500, samples), devnull, sys.stderr,
+                               prefetch=args.prefetch)
     files = {"images": summary.ok, "failed": summary.failed, "seconds": round(time.perf_counter() - t0, 1),
              "rss_mb_samples": samples, "rss_growth_mb_after_warmup": growth(samples, 1)}
 
@@ -101,7 +104,15 @@ def main() -> None:
                                 sleep=lambda s: None)
     camera = {"frames": summary.ok, "failed_reads": summary.failed_reads, "seconds": round(time.perf_counter() - t0, 1),
               "rss_mb_samples": cam_samples, "rss_growth_mb_after_warmup": growth(cam_samples, 1)}
-    print(json.dumps({"bundle": str(args.bundle), "format": pred.fmt, "files": files, "camera": camera}, indent=2))
+    text = json.dumps({"bundle": str(args.bundle), "format": pred.fmt, "threads": args.threads, "prefetch": args.prefetch,
+                       "loadavg_1_5_15_end": [round(v, 2) for v in os.getloadavg()],
+                       "files": files, "camera": camera, "target_rss_growth_mb": "< 5",
+                       "target_met": files["rss_growth_mb_after_warmup"] < 5 and camera["rss_growth_mb_after_warmup"] < 5},
+                      indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

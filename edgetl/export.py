@@ -152,9 +152,11 @@ def add_mediapipe(path: Path, run, log: Callable[[str], None]) -> dict[str, Any]
     A model the writer refuses keeps its edgetl labels and is recorded as such, with a warning.
     """
     from edgetl.mediapipe_metadata import add_mediapipe_metadata
+    from edgetl.tflite_compact import compact_packed
 
     try:
         add_mediapipe_metadata(path, path, run.classes, run.scale, run.offset)
+        atomic.write_bytes(path, compact_packed(path.read_bytes()))  # the writer undoes tflite_compact's sharing
     except ExportError as exc:
         log(f"warning: {path.name}: no MediaPipe metadata ({exc})")
         return {"written": False, "reason": str(exc)}
@@ -225,7 +227,7 @@ def export_run(run_dir: str | Path, options: ExportOptions, log: Callable[[str],
     from edgetl.predict import open_predictor, run_images, to_probabilities
     from edgetl.quantize import calibration_from_run
     from edgetl.run import open_run
-    from edgetl.validate import check_gate, keras_outputs, load_eval_set, table, validate_bundle
+    from edgetl.validate import check_gate, drop_pp, keras_outputs, load_eval_set, table, validate_bundle
 
     check_options(options)
     run = open_run(run_dir)
@@ -255,7 +257,7 @@ def export_run(run_dir: str | Path, options: ExportOptions, log: Callable[[str],
         if options.max_drop is not None:
             def gate(path: Path, runtime: str) -> tuple[bool, float]:
                 probs = to_probabilities(run_images(open_predictor(path, runtime), evalset.images).values)
-                drop = (keras_acc - float((probs.argmax(1) == evalset.labels).mean())) * 100
+                drop = drop_pp(keras_acc, float((probs.argmax(1) == evalset.labels).mean()))
                 return drop <= options.max_drop, drop
     elif options.validate:
         log("note: the run has no val split; exported models are not validated or gated")

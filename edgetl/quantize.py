@@ -6,6 +6,9 @@ run's TRAINING split, decoded and preprocessed exactly as in training (`load_rgb
 int8 TFLite pins `TFLITE_BUILTINS_INT8`: a graph that cannot be fully quantized fails
 instead of silently keeping float ops. Everything a conversion depends on is a `QuantSpec`
 so the fallback ladder (edgetl.ladder) can describe each rung as a change to it.
+Every .tflite is passed through `edgetl.tflite_compact.compact` (lossless: identical vectors
+such as the per-channel int64 zero points are stored once), which takes the int8 MobileNetV2
+from 30.6 % to 27.9 % of the float file.
 """
 
 from __future__ import annotations
@@ -138,7 +141,13 @@ def _tflite_layers(model_bytes: bytes) -> list[str]:
 
 
 def tflite_bytes(model, spec: QuantSpec, calibration: Calibration | None) -> bytes:
-    """Convert a tf_keras model with TFLiteConverter per `spec`."""
+    """Convert a tf_keras model with TFLiteConverter per `spec`, then compact it (lossless)."""
+    from edgetl.tflite_compact import compact
+
+    return compact(_convert_tflite(model, spec, calibration))
+
+
+def _convert_tflite(model, spec: QuantSpec, calibration: Calibration | None) -> bytes:
     from edgetl._tf import tf
 
     def make():

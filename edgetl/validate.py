@@ -30,6 +30,11 @@ FLOAT_REFERENCES = ("tflite-float32", "onnx")
 MAX_DISAGREEMENTS = 20
 
 
+
+def drop_pp(reference_accuracy: float, accuracy: float) -> float:
+    """Accuracy drop in percentage points, rounded so that 4 of 400 images is exactly 1.0 (the gate compares it)."""
+    return round((reference_accuracy - accuracy) * 100, 3)
+
 def is_gated(fmt: str) -> bool:
     """Int8 formats (fused and split) are gated by default; float formats are only measured."""
     return "int8" in fmt
@@ -97,8 +102,8 @@ def metrics(probs: np.ndarray, labels: np.ndarray, ref_pred: np.ndarray, classes
         mask = labels == i
         acc = float((pred[mask] == i).mean()) if mask.any() else None
         base = (ref_class_acc or {}).get(name)
-        per_class[name] = {"accuracy": acc, "drop_pp": None if acc is None or base is None else round((base - acc) * 100, 3)}
-    return {"accuracy": accuracy, "drop_pp": round((ref_acc - accuracy) * 100, 3),
+        per_class[name] = {"accuracy": acc, "drop_pp": None if acc is None or base is None else drop_pp(base, acc)}
+    return {"accuracy": accuracy, "drop_pp": drop_pp(ref_acc, accuracy),
             "agreement": float((pred == ref_pred).mean()), "per_class": per_class, "confusion": confusion.tolist()}
 
 

@@ -1,0 +1,71 @@
+"""Top-1 agreement of MediaPipe Tasks' ImageClassifier with `edgetl run` on the same bundle (prints JSON).
+
+    python benchmarks/mediapipe_agreement.py [--bundle /tmp/bundles/cd_mp]
+        [--data /work/shared/datasets/cats_and_dogs_filtered/val] [--out FILE.json]
+
+For each fused TFLite format with MediaPipe metadata: MediaPipe classifies every image
+(edgetl.mediapipe_metadata.classify_with_mediapipe: its own decoder and resize) and
+`edgetl run BUNDLE --format FMT --json` classifies the same files. Reports the agreement
+rate, each side's accuracy against the folder labels, and every disagreement with both scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def edgetl_run(bundle: Path, fmt: str, images: list[str]) -> dict[str, dict]:
+    """path -> {"label", "score"} from the `edgetl run` CLI (paths fed on stdin)."""
+    proc = subprocess.run([sys.executable, "-c", "from edgetl.cli import main; main()", "run", str(bundle), "-", "--format", fmt, "--json"],
+                          input="\n".join(images) + "\n", capture_output=True, text=True, check=False)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"edgetl run failed: {proc.stderr.strip()[-400:]}")
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return {str(Path(r["path"]).resolve()): r for r in rows}
+
+
+def main() -> int:
+    from edgetl.mediapipe_metadata import classify_with_mediapipe
+    from edgetl.runtime.bundle import load_bundle
+    from edgetl.runtime.folders import scan_class_folders
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", type=Path, default=Path("/tmp/bundles/cd_mp"))
+    ap.add_argument("--data", default="/work/shared/datasets/cats_and_dogs_filtered/val")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    bundle = load_bundle(args.bundle)
+    truth = {str(Path(p).resolve()): label for label, paths in scan_class_folders(args.data).items() for p in paths}
+    images = sorted(truth)
+    result = {"bundle": str(args.bundle), "data": args.data, "num_images": len(images),
+              "loadavg_1_5_15": [round(v, 2) for v in os.getloadavg()], "formats": {}}
+    for fmt, entry in bundle.models.items():
+        if entry.get("runtime") != "tflite" or entry.get("role") != "fused":
+            continue
+        mp = classify_with_mediapipe(args.bundle / entry["file"], images)
+        ours = edgetl_run(args.bundle, fmt, images)
+        differ = [{"path": p, "label": truth[p], "mediapipe": m["label"], "mediapipe_score": round(m["score"], 4),
+                   "edgetl": ours[p]["label"], "edgetl_score": ours[p]["score"]}
+                  for p, m in zip(images, mp) if m["label"] != ours[p]["label"]]
+        result["formats"][fmt] = {
+            "agreement": round(1 - len(differ) / len(images), 4), "disagreements": len(differ),
+            "mediapipe_accuracy": round(sum(m["label"] == truth[p] for p, m in zip(images, mp)) / len(images), 4),
+            "edgetl_accuracy": round(sum(ours[p]["label"] == truth[p] for p in images) / len(images), 4),
+            "examples": differ[:10]}
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
