@@ -3,7 +3,7 @@
 1. vermin (a static minimum-version checker, in the dev extra) over edgetl/runtime, the CLI
    and errors.py must report a minimum of 3.10 or lower;
 2. when a Python 3.10 with numpy, Pillow, click and PyYAML is available (EDGETL_PY310=path,
-   else `python3.10` on PATH), the runtime is imported and exercised under it for real.
+   else ~/.cache/edgetl/py310-venv from scripts/install_test_extras.sh, else `python3.10` on PATH), the runtime is imported and exercised under it for real.
 Each part skips when its tool is missing.
 """
 
@@ -68,7 +68,9 @@ print("py310 ok")
 
 
 def _python310() -> str | None:
-    candidate = os.environ.get("EDGETL_PY310") or shutil.which("python3.10")
+    default_venv = Path("~/.cache/edgetl/py310-venv/bin/python").expanduser()  # scripts/install_test_extras.sh
+    candidate = (os.environ.get("EDGETL_PY310") or (str(default_venv) if default_venv.exists() else None)
+                 or shutil.which("python3.10"))
     if not candidate:
         return None
     probe = subprocess.run([candidate, "-c", "import numpy, PIL, click, yaml"], capture_output=True, timeout=60)
