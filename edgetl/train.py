@@ -7,8 +7,8 @@
     [fine-tuning: unfreeze top N base layers, train end-to-end on augmented images]
     run folder (edgetl.run contract), run.json written last
 
-Every epoch reseeds TF/NumPy from (seed, epoch), shuffles with its own generator and
-retraces the train step, so a run resumed from RUN/checkpoints/state.npz after a kill -9
+Every epoch reseeds TF/NumPy and the dropout generators from (seed, epoch) and shuffles with
+its own generator, so a run resumed from RUN/checkpoints/state.npz after a kill -9
 continues exactly as if it had never stopped (see edgetl.checkpoint). Resuming is automatic
 when the checkpoint's digest (config, splits, base weights) matches; `resume=False`
 (`--no-resume`) starts over.
@@ -59,12 +59,34 @@ def compile_model(model, config: TrainConfig, num_classes: int, learning_rate: f
     return optimizer
 
 
+def reseed_dropout(model, seed: int) -> bool:
+    """Reset every Dropout's generator from `seed`; False if a layer has no generator to reset.
+
+    Relies on tf_keras' generator-backed dropout (enabled in edgetl._tf); the private names are
+    pinned by the tf_keras<2.22 requirement, and the caller falls back to retracing without them.
+    """
+    from edgetl._tf import keras
+
+    for layer in model.submodules:
+        if isinstance(layer, keras.layers.Dropout):
+            rng = getattr(layer, "_random_generator", None)
+            if rng is None or not hasattr(rng, "_maybe_init"):
+                return False
+            rng._maybe_init()
+            if getattr(rng, "_generator", None) is None:
+                return False
+            rng._generator.reset_from_seed(seed)
+    return True
+
+
 def fit_epoch(model, x, y, epoch: int, config: TrainConfig, validation, callbacks) -> dict:
     """One epoch whose randomness (dropout, order) depends only on (seed, epoch)."""
     from edgetl._tf import keras
 
-    keras.utils.set_random_seed((config.seed + 7919 * (epoch + 1)) % 2**31)
-    model.make_train_function(force=True)
+    epoch_seed = (config.seed + 7919 * (epoch + 1)) % 2**31
+    keras.utils.set_random_seed(epoch_seed)
+    if not reseed_dropout(model, epoch_seed):
+        model.make_train_function(force=True)  # retrace: new op seeds (0.35 s per epoch)
     if isinstance(x, np.ndarray):
         order = np.random.default_rng([config.seed, epoch]).permutation(len(x))
         x, y = x[order], y[order]
