@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from edgetl.errors import ModelError
+from edgetl.runtime.head import two_class_probabilities
 from edgetl.runtime.interpreter import RUNTIMES, open_model
 
 
@@ -52,6 +53,4 @@ def run_images(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray) 
 def to_probabilities(values: np.ndarray) -> np.ndarray:
     """Model outputs -> (N, num_classes): a single sigmoid unit P(class 1) becomes [1-p, p]."""
     values = values.reshape(len(values), -1)
-    if values.shape[1] == 1:
-        return np.concatenate([1.0 - values, values], axis=1)
-    return values
+    return two_class_probabilities(values) if values.shape[1] == 1 else values

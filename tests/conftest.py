@@ -92,3 +92,11 @@ def tiny_config(tmp_path):
         return build_config(values)
 
     return factory
+
+
+@pytest.fixture
+def bundle(tmp_path_factory, tmp_path):
+    """A private copy of the session's tiny test bundle (tests may update heads or tamper with files)."""
+    from bundle_fixture import fresh_bundle
+
+    return fresh_bundle(tmp_path_factory, tmp_path / "bundle")

@@ -13,7 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from bundle_fixture import fresh_bundle, make_dataset
+from bundle_fixture import make_dataset
 from edgetl import __version__
 from edgetl.cli import main
 from edgetl.cli.common import EXIT_CODES, INTERNAL_ERROR
@@ -34,11 +34,6 @@ def cli(*args, **kwargs):
 
 def options(command: str) -> dict[str, click.Option]:
     return {name: p for p in main.commands[command].params if isinstance(p, click.Option) for name in p.opts}
-
-
-@pytest.fixture
-def bundle(tmp_path_factory, tmp_path):
-    return fresh_bundle(tmp_path_factory, tmp_path / "bundle")
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import shutil
 import numpy as np
 import pytest
 
-from bundle_fixture import fresh_bundle
 from conftest import make_dataset
 from edgetl.errors import BundleError, RunFolderError
 from edgetl.runtime import atomic
@@ -174,11 +173,6 @@ def test_corrupt_checkpoint_starts_fresh(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ bundles, device heads
-@pytest.fixture
-def bundle(tmp_path_factory, tmp_path):
-    return fresh_bundle(tmp_path_factory, tmp_path / "bundle")
-
-
 def test_bundle_files_are_verified_before_use(bundle):
     from edgetl.runtime.bundle import load_bundle
 

@@ -20,11 +20,6 @@ from edgetl.runtime.bundle import load_bundle
 from edgetl.runtime.retrain import RetrainConfig, stratified_split, train_head
 
 
-@pytest.fixture
-def bundle(tmp_path_factory, tmp_path):
-    return fresh_bundle(tmp_path_factory, tmp_path / "bundle")
-
-
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory):
     root = tmp_path_factory.mktemp("retrain_data")

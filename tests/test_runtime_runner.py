@@ -13,16 +13,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from bundle_fixture import OFFSET, SCALE, SIZE, colour_image, fresh_bundle, make_dataset
+from bundle_fixture import OFFSET, SCALE, SIZE, colour_image, make_dataset
 from edgetl.cli import main
 from edgetl.errors import ModelError
 from edgetl.runtime import interpreter, runner, sources
 from edgetl.runtime.sources import CameraError, FrameError, Retry
-
-
-@pytest.fixture
-def bundle(tmp_path_factory, tmp_path):
-    return fresh_bundle(tmp_path_factory, tmp_path / "bundle")
 
 
 @pytest.fixture

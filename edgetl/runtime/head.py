@@ -27,6 +27,16 @@ ACTIVATIONS = {
 }
 
 
+def two_class_probabilities(p_positive: np.ndarray) -> np.ndarray:
+    """One sigmoid output P(class 1), shape (N,) or (N, 1) -> (N, 2) [P(class 0), P(class 1)].
+
+    The one place a two-class sigmoid becomes per-class probabilities: the numpy head, the
+    interpreters and validation all call it, so every caller sees (N, num_classes).
+    """
+    p = np.asarray(p_positive).reshape(-1)
+    return np.stack([1.0 - p, p], axis=1)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
@@ -69,8 +79,7 @@ class NumpyHead:
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         if self.output == "sigmoid":
-            p = 1.0 / (1.0 + np.exp(-logits[:, 0]))
-            return np.stack([1.0 - p, p], axis=1)
+            return two_class_probabilities(1.0 / (1.0 + np.exp(-logits[:, 0])))
         return softmax(logits)
 
     def to_bytes(self) -> bytes:

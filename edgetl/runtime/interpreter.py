@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgetl.errors import ModelError
+from edgetl.runtime.head import two_class_probabilities
 
 FLOAT_DTYPES = (np.float32, np.float16)
 QUANT_DTYPES = (np.uint8, np.int8, np.int16)  # int16: 16x8 activations
@@ -44,8 +45,7 @@ class Quant:
 def _as_probabilities(out: np.ndarray, role: str) -> np.ndarray:
     """A fused model with one sigmoid unit -> [1 - p, p], so callers always get (N, num_classes)."""
     if role == "fused" and out.ndim == 2 and out.shape[1] == 1:
-        p = out[:, 0]
-        return np.stack([1.0 - p, p], axis=1).astype(np.float32)
+        return two_class_probabilities(out).astype(np.float32)
     return out
 
 
