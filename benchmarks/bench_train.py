@@ -100,7 +100,7 @@ def main() -> int:
         edgetl = run_edgetl(data, args.weights, args.epochs, args.seed, work)
     result = {
         "benchmark": "train", "data": args.data, "limit": args.limit, "epochs": args.epochs,
-        "cpu_count": os.cpu_count(), "recipe": recipe, "edgetl": edgetl,
+        "cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2), "recipe": recipe, "edgetl": edgetl,
         "speedup": round(recipe["wall_seconds"] / max(edgetl["wall_seconds"], 1e-9), 2),
         "accuracy_delta_pp": round(100 * (edgetl["val_accuracy"] - recipe["val_accuracy"]), 2),
     }
