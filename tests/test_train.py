@@ -134,3 +134,36 @@ def test_mirrored_strategy_trains_and_resumes(tmp_path, tiny_config):
     metrics = train(config, echo=lambda _: None)
     assert metrics["resumed_from_epoch"] == 1 and metrics["epochs_run"] == 2
     assert 0.0 <= metrics["val_accuracy"] <= 1.0
+
+
+def test_one_fit_head_phase_matches_one_fit_per_epoch(tmp_path):
+    """run_head_phase (all epochs in one fit) must train exactly what run_phase (a fit per epoch) trains."""
+    from edgetl.config import build_config
+    from edgetl.model import build_head
+    from edgetl.train import compile_model, run_head_phase, run_phase
+
+    config = build_config({"base": "mobilenet_v2", "input_size": 32, "dropout": 0.3, "batch_size": 8,
+                           "learning_rate": 0.01, "seed": 5})
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(45, 16)).astype(np.float32)  # 45 rows: a partial last batch in every epoch
+    y = rng.integers(0, 3, 45).astype(np.float32)
+    validation = (rng.normal(size=(10, 16)).astype(np.float32), rng.integers(0, 3, 10).astype(np.float32))
+    results, initial = [], None
+    for name, phase in (("one_fit", run_head_phase), ("per_epoch", None)):
+        head = build_head((16,), 3, config)
+        initial = initial or head.get_weights()
+        head.set_weights(initial)
+        optimizer = compile_model(head, config, 3, config.learning_rate, steps_per_execution=4)
+        history: list[dict] = []
+        if phase is run_head_phase:
+            run_head_phase(head, optimizer, 1, 4, x, y, validation, config, tmp_path / name, "d", history, [], None,
+                           lambda line: None)
+        else:
+            run_phase("head", head, optimizer, 1, 4, lambda e: (x, y), validation, config, tmp_path / name, "d",
+                      history, [], None, lambda line: None)
+        results.append((head.get_weights(), history))
+    (w_one, h_one), (w_each, h_each) = results
+    assert [row["epoch"] for row in h_one] == [2, 3, 4]
+    assert h_one == h_each
+    for a, b in zip(w_one, w_each):
+        np.testing.assert_array_equal(a, b)
