@@ -3,7 +3,7 @@
     data.load_dataset ──> splits (checked before any TF work)
     model.build_classifier ──> fused(base, head)
     features.FeatureCache ──> train views [clean + K augmented], clean val  (disk cache)
-    head trained alone on the features, one seeded epoch at a time, checkpoint per epoch
+    head trained alone on the features (all epochs in one fit), reseeded and checkpointed per epoch
     [fine-tuning: unfreeze top N base layers, train end-to-end on augmented images]
     run folder (edgetl.run contract), run.json written last
 
