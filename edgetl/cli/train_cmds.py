@@ -162,7 +162,8 @@ def classify(ctx, images, base, weights, labels_file, top_k, as_json):
 @click.option("--cut-layer", default=None, help="Layer whose output is the feature (see `edgetl layers`).")
 @click.option("--pooling", type=click.Choice(["avg", "max", "none"]), default="avg", show_default=True)
 @click.option("--cache-dir", default=DEFAULT_CACHE, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 64), default=64, show_default=True,
+              help="Images per base call (smaller: less memory for large bases and inputs).")
 @json_option("Print {out, shape, num_images, classes, skipped} as JSON.")
 def features(data, out, base, weights, input_size, cut_layer, pooling, cache_dir, batch_size, as_json):
     """Extract base features of every image into an .npz (features, labels, paths, splits, classes)."""
