@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from _output import emit, loadavg  # noqa: E402 - benchmarks/ is sys.path[0] when run as a script
+
 TARGETS = {
     "tflite_int8_drop_pp": ("tflite-int8", "drop_pp", "<=", 0.5),
     "onnx_float_agreement": ("onnx", "agreement", ">=", 0.999),
@@ -70,7 +72,7 @@ def main() -> int:
     out = args.out or f"benchmarks/results/export_{Path(args.run).name}"
     options = ExportOptions(formats=("tflite-float32", "tflite-int8", "onnx", "onnx-int8"), out=out,
                             calibration=args.calibration, max_drop=args.max_drop, split=args.split)
-    load_before = os.getloadavg()
+    load_before = loadavg()
     start = time.perf_counter()
     gate_error = None
     try:
@@ -79,8 +81,7 @@ def main() -> int:
         gate_error = str(exc)
     result = {"run": args.run, "bundle": out, "export_seconds": round(time.perf_counter() - start, 1),
               "gate_error": gate_error, "cpu_count": os.cpu_count(),
-              "loadavg_1_5_15": {"before": [round(v, 2) for v in load_before],
-                                 "after": [round(v, 2) for v in os.getloadavg()]}}
+              "loadavg_1_5_15": {"before": load_before, "after": loadavg()}}
     bundle = load_bundle(out)
     report = json.loads((Path(out) / "validation.json").read_text())
     result["run_val"] = {"num_images": report["num_images"], "formats": summary(report),
@@ -91,11 +92,7 @@ def main() -> int:
         extra = validate_bundle(out, evalset, args.max_drop, log=lambda s: print(s, file=sys.stderr))
         result["data"] = {"path": args.data, "num_images": extra["num_images"], "formats": summary(extra),
                           "targets": check(extra, load_bundle(out).manifest)}
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(text)
+    emit(result, args.json_out, indent=1)
     return 0
 
 

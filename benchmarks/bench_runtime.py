@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _output import emit, loadavg  # noqa: E402 - benchmarks/ is sys.path[0] when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = Path("/work/shared/datasets/cats_and_dogs_filtered")
@@ -257,7 +259,7 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     photos = jpegs_500x375(args.work)
     result = {"bundle": str(bundle), "threads": args.threads, "cpu": os.cpu_count(),
-              "loadavg_1_5_15_start": [round(v, 2) for v in os.getloadavg()]}
+              "loadavg_1_5_15_start": loadavg()}
     result["latency"] = latency(bundle, photos, args.threads, args.runs)
     result["latency_1_thread"] = latency(bundle, photos, 1, args.runs)
     if "throughput" not in skip:
@@ -273,12 +275,8 @@ def main() -> None:
         result["peak_rss_mb"] = max(c["peak_rss_mb"] for c in cold)
     if "update" not in skip:
         result["head_update"] = head_update(bundle, args.work, args.update_per_class, args.threads)
-    result["loadavg_1_5_15_end"] = [round(v, 2) for v in os.getloadavg()]
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    result["loadavg_1_5_15_end"] = loadavg()
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,13 @@ Target: speedup >= 5 and edgetl val accuracy >= recipe - 0.5 pp.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _output import emit, loadavg  # noqa: E402 - benchmarks/ is sys.path[0] when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = "/work/shared/datasets/cats_and_dogs_filtered"
@@ -100,16 +101,12 @@ def main() -> int:
         edgetl = run_edgetl(data, args.weights, args.epochs, args.seed, work)
     result = {
         "benchmark": "train", "data": args.data, "limit": args.limit, "epochs": args.epochs,
-        "cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2), "recipe": recipe, "edgetl": edgetl,
+        "cpu_count": os.cpu_count(), "loadavg_1_5_15_end": loadavg(), "recipe": recipe, "edgetl": edgetl,
         "speedup": round(recipe["wall_seconds"] / max(edgetl["wall_seconds"], 1e-9), 2),
         "accuracy_delta_pp": round(100 * (edgetl["val_accuracy"] - recipe["val_accuracy"]), 2),
     }
     result["target_met"] = result["speedup"] >= 5 and result["accuracy_delta_pp"] >= -0.5
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 

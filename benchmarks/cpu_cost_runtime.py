@@ -12,12 +12,12 @@ Photos: the 500x375 JPEGs bench_runtime.py writes to /tmp/edgetl_bench/jpeg500.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from _output import emit, loadavg  # noqa: E402 - benchmarks/ is sys.path[0] when run as a script
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -51,14 +51,10 @@ def main() -> None:
     out = {"bundle": str(args.bundle), "threads": 1, "runs": args.runs,
            "cpu_ms_p50": {k: round(statistics.median(v), 3) for k, v in cpu.items()},
            "wall_ms_p50": {k: round(statistics.median(v), 3) for k, v in wall.items()},
-           "loadavg_1_5_15": [round(v, 2) for v in os.getloadavg()]}
+           "loadavg_1_5_15": loadavg()}
     out["whole_over_bare_cpu"] = round(out["cpu_ms_p50"]["whole_path"] / out["cpu_ms_p50"]["bare_invoke"], 2)
     out["whole_over_bare_wall"] = round(out["wall_ms_p50"]["whole_path"] / out["wall_ms_p50"]["bare_invoke"], 2)
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(out, args.out, indent=1)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ RunFolderError) and mutated head.npz bytes (NumpyHead.load may raise only Bundle
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import tempfile

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from _output import emit, loadavg  # noqa: E402 - benchmarks/ is sys.path[0] when run as a script
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -45,7 +46,7 @@ def main() -> int:
     truth = {str(Path(p).resolve()): label for label, paths in scan_class_folders(args.data).items() for p in paths}
     images = sorted(truth)
     result = {"bundle": str(args.bundle), "data": args.data, "num_images": len(images),
-              "loadavg_1_5_15": [round(v, 2) for v in os.getloadavg()], "formats": {}}
+              "loadavg_1_5_15": loadavg(), "formats": {}}
     for fmt, entry in bundle.models.items():
         if entry.get("runtime") != "tflite" or entry.get("role") != "fused":
             continue
@@ -59,11 +60,7 @@ def main() -> int:
             "mediapipe_accuracy": round(sum(m["label"] == truth[p] for p, m in zip(images, mp)) / len(images), 4),
             "edgetl_accuracy": round(sum(ours[p]["label"] == truth[p] for p in images) / len(images), 4),
             "examples": differ[:10]}
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(result, args.out, indent=1)
     return 0
 
 

@@ -11,7 +11,6 @@ RSS (VmRSS) is sampled along the way; growth = last sample - sample after warm-u
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -22,6 +21,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgetl.runtime import runner, sources  # noqa: E402
+
+from _output import emit, loadavg  # noqa: E402 - benchmarks/ is sys.path[0] when run as a script
 
 
 def rss_mb() -> float:
@@ -104,16 +105,10 @@ def main() -> None:
                                 sleep=lambda s: None)
     camera = {"frames": summary.ok, "failed_reads": summary.failed_reads, "seconds": round(time.perf_counter() - t0, 1),
               "rss_mb_samples": cam_samples, "rss_growth_mb_after_warmup": growth(cam_samples, 1)}
-    text = json.dumps({"bundle": str(args.bundle), "format": pred.fmt, "threads": args.threads, "prefetch": args.prefetch,
-                       "loadavg_1_5_15_end": [round(v, 2) for v in os.getloadavg()],
-                       "files": files, "camera": camera, "target_rss_growth_mb": "< 5",
-                       "target_met": files["rss_growth_mb_after_warmup"] < 5 and camera["rss_growth_mb_after_warmup"] < 5},
-                      indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-
+    emit({"bundle": str(args.bundle), "format": pred.fmt, "threads": args.threads, "prefetch": args.prefetch,
+          "loadavg_1_5_15_end": loadavg(), "files": files, "camera": camera, "target_rss_growth_mb": "< 5",
+          "target_met": files["rss_growth_mb_after_warmup"] < 5 and camera["rss_growth_mb_after_warmup"] < 5},
+         args.out)
 
 if __name__ == "__main__":
     main()
