@@ -79,6 +79,14 @@ def _mediapipe_available() -> str | None:
     return None
 
 
+@pytest.fixture
+def mediapipe_ready() -> None:
+    """Skip (with the reason) where MediaPipe 0.10.x is not set up; CI's test script sets it up."""
+    reason = _mediapipe_available()
+    if reason:
+        pytest.skip(reason)
+
+
 def _images(folder):
     """Noisy colour images with a clear dominant channel; returns (paths, expected class index)."""
     rng = np.random.default_rng(0)
@@ -153,10 +161,7 @@ def _litert_top1(model_path, images) -> list[tuple[int, float]]:
 
 
 @pytest.mark.slow
-def test_mediapipe_image_classifier_agrees_with_litert(tmp_path):
-    reason = _mediapipe_available()
-    if reason:
-        pytest.skip(reason)
+def test_mediapipe_image_classifier_agrees_with_litert(tmp_path, mediapipe_ready):
     images, expected = _images(tmp_path)
     for kind, plain in _colour_model(tmp_path).items():
         if kind == "int8":  # as the exporter writes it: labels already appended as a zip
@@ -187,10 +192,7 @@ def test_mediapipe_image_classifier_agrees_with_litert(tmp_path):
 
 
 @pytest.mark.slow
-def test_label_count_must_match_outputs(tmp_path):
-    reason = _mediapipe_available()
-    if reason:
-        pytest.skip(reason)
+def test_label_count_must_match_outputs(tmp_path, mediapipe_ready):
     model = _colour_model(tmp_path)["float32"]
     with pytest.raises(ExportError, match="3 output score"):
         add_mediapipe_metadata(model, tmp_path / "bad.tflite", ["cats", "dogs"], SCALE, OFFSET)
@@ -198,10 +200,7 @@ def test_label_count_must_match_outputs(tmp_path):
 
 
 @pytest.mark.slow
-def test_uint8_input_must_take_raw_pixels(tmp_path):
-    reason = _mediapipe_available()
-    if reason:
-        pytest.skip(reason)
+def test_uint8_input_must_take_raw_pixels(tmp_path, mediapipe_ready):
     model = _colour_model(tmp_path)["int8"]
     # Claiming MobileNetV3 preprocessing (raw [0, 255]) for a model quantized for [-1, 1] is refused.
     with pytest.raises(ExportError, match="MediaPipe feeds raw pixels"):
