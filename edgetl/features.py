@@ -48,7 +48,7 @@ from edgetl.testhooks import slow_step
 
 CACHE_VERSION = 1
 CHUNK_SIZE = 256
-EXTRACT_BATCH = 64  # images per base call; on CPU 64 costs ~15% less per image than 32
+EXTRACT_BATCH = 64  # images per base call, default and most (bounds memory for large bases and inputs)
 POOLINGS = ("avg", "max", "none")
 
 
@@ -103,7 +103,7 @@ class FeatureCache:
         self.model = feature_model(base, pooling)
         self._forward = traced_forward(self.model)
         self.input_size, self.scale, self.offset = input_size, scale, offset
-        self.batch_size = max(1, min(batch_size, 64))
+        self.batch_size = max(1, min(batch_size, EXTRACT_BATCH))
         self.dtype = np.float16 if pooling == "none" else np.float32
         identity = {"version": CACHE_VERSION, "base": base_name, "cut": cut_layer, "size": input_size,
                     "scale": scale, "offset": offset, "pooling": pooling, "weights": weights_digest(base),
