@@ -158,9 +158,11 @@ def run_head_phase(model, optimizer, first: int, last: int, x: np.ndarray, y: np
             end_epoch("head", model, optimizer, epoch, {k: float(v) for k, v in (logs or {}).items()}, out,
                       digest, history, epoch_hook, echo)
 
-    orders = np.stack([epoch_order(config, e, len(x)) for e in range(first, last)])
     features, labels = tf.constant(x), tf.constant(y)
-    batches = (tf.data.Dataset.from_tensor_slices(orders)
+    orders = tf.data.Dataset.from_generator(  # one epoch's permutation at a time, not epochs x rows at once
+        lambda: (epoch_order(config, e, len(x)) for e in range(first, last)),
+        output_signature=tf.TensorSpec((len(x),), tf.int64))
+    batches = (orders
                .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(config.batch_size))
                .map(lambda rows: (tf.gather(features, rows), tf.gather(labels, rows)))
                .prefetch(2))
