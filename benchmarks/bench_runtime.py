@@ -126,9 +126,9 @@ def latency(bundle: Path, photos: list[Path], threads: int, runs: int) -> dict:
     from edgetl.runtime import runner
 
     pred = runner.open_predictor(bundle, "tflite-int8", threads)
-    tensor = pred.model.prepare(pred.tensor(photos[0]))
+    tensor = pred.model_input(photos[0])
     steps = {"bare_invoke": lambda i: pred.model.invoke_one(tensor),
-             "decode_resize_preprocess": lambda i: pred.tensor(photos[i % len(photos)]),
+             "decode_resize_preprocess": lambda i: pred.model_input(photos[i % len(photos)]),
              "whole_path": lambda i: pred.classify(photos[i % len(photos)])}
     times: dict[str, list[float]] = {k: [] for k in steps}
     for i in range(runs + 3):

@@ -34,10 +34,10 @@ def main() -> None:
     args = ap.parse_args()
     photos = sorted(args.photos.glob("*.jpg"))
     pred = runner.open_predictor(args.bundle, "tflite-int8", 1)
-    tensor = pred.model.prepare(pred.tensor(photos[0]))
+    tensor = pred.model_input(photos[0])
     steps = {"bare_invoke": lambda i: pred.model.invoke_one(tensor),
              "decode_resize": lambda i: load_rgb(photos[i % len(photos)], pred.size),
-             "decode_resize_preprocess": lambda i: pred.tensor(photos[i % len(photos)]),
+             "decode_resize_preprocess": lambda i: pred.model_input(photos[i % len(photos)]),
              "whole_path": lambda i: pred.classify(photos[i % len(photos)])}
     cpu: dict[str, list[float]] = {k: [] for k in steps}
     wall: dict[str, list[float]] = {k: [] for k in steps}

@@ -182,6 +182,41 @@ def test_quant_formula_and_int64_dequantize():
     assert interpreter.Quant(1.0, -128).dequantize(np.array([127], dtype=np.int8)).tolist() == [255.0]
 
 
+def test_input_calibrated_on_minus_one_to_one_gets_every_pixel_level():
+    # What the converter writes for inputs calibrated on [-1, 1]: scale float32(2/255), zero point
+    # 127 (uint8) or -1 (int8). Each pixel is exactly half a step from two levels; ties round up,
+    # so all 256 levels stay distinct and uint8 gets the raw pixels, as MediaPipe feeds them.
+    pixels = np.arange(256, dtype=np.uint8)
+    x = interpreter.preprocess(pixels, SCALE, OFFSET)
+    scale = float(np.float32(2 / 255))
+    assert interpreter.Quant(scale, 127).quantize(x, np.uint8).tolist() == pixels.tolist()
+    assert interpreter.Quant(scale, -1).quantize(x, np.int8).tolist() == (pixels.astype(int) - 128).tolist()
+    q = interpreter.Quant(0.5, 0).quantize(np.array([0.24, 0.2501, 0.7, -0.25, -0.26], np.float32), np.int8)
+    assert q.tolist() == [0, 1, 1, 0, -1]  # nearest level; ties (and float noise around them) go up
+
+
+@pytest.mark.parametrize("scale, offset", [(SCALE, OFFSET), (1 / 255, 0.25), (1.0, 0.0)])
+def test_pixel_table_is_bit_identical_to_the_float_path(bundle, scale, offset):
+    # The runner feeds uint8 pixels through a 256-entry table; validation and the float API go
+    # through preprocess + quantize. Both must give the same input tensor, for any normalization.
+    pred = runner.open_predictor(bundle, "tflite-int8")
+    pixels = np.random.default_rng(3).integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
+    pixels[0, 0, :4, 0] = [0, 127, 128, 255]
+    by_table = pred.model.from_pixels(pixels, scale, offset)
+    by_float = pred.model.prepare(interpreter.preprocess(pixels, scale, offset))
+    assert by_table.dtype == by_float.dtype == np.uint8
+    np.testing.assert_array_equal(by_table, by_float)
+    np.testing.assert_array_equal(pred.model.outputs(by_table), pred.model.run(interpreter.preprocess(pixels, scale, offset)))
+    float_model = runner.open_predictor(bundle, "tflite-float32").model
+    np.testing.assert_array_equal(float_model.from_pixels(pixels, scale, offset), interpreter.preprocess(pixels, scale, offset))
+    # The tiny bundle's calibration does not span [-1, 1]; with the input quantization that real
+    # photos give, the table is the identity and the pixels go in as they are.
+    pred.model.in_quant = interpreter.Quant(float(np.float32(2 / 255)), 127)
+    pred.model._tables.clear()
+    np.testing.assert_array_equal(pred.model.from_pixels(pixels, SCALE, OFFSET), pixels)
+    np.testing.assert_array_equal(pred.model.prepare(interpreter.preprocess(pixels, SCALE, OFFSET)), pixels)
+
+
 class _FakeInterpreter:
     dtype = np.int32
 

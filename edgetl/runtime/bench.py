@@ -101,8 +101,7 @@ def accuracy_on(predictor: runner.Predictor, data: str) -> dict[str, Any]:
 def bench_format(bundle_dir, fmt: str, image: Path, data: str | None, threads: int | None, runs: int) -> dict[str, Any]:
     predictor = runner.open_predictor(bundle_dir, fmt, threads)
     model = predictor.model
-    tensor = predictor.tensor(image)
-    prepared = model.prepare(tensor)
+    prepared = predictor.model_input(image)
     result: dict[str, Any] = {
         "size_bytes": predictor.bundle.model_path(fmt, verify=False).stat().st_size,
         "backend": model.backend,

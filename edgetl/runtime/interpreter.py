@@ -3,8 +3,10 @@
 Every adapter takes the *preprocessed float* batch (pixels * scale + offset, as in the
 manifest) and returns float32 outputs: probabilities (N, num_classes) for a fused model,
 features for a base model. Quantized inputs/outputs are handled here, pycoral-style, so
-callers never see uint8. Interpreters are imported lazily: a Pi with only ai-edge-litert
-(or only onnxruntime) installed can run the formats it has.
+callers never see uint8. `from_pixels` + `outputs` is the same computation split in two,
+so the runner can turn uint8 pixels into a quantized input with a 256-entry table instead
+of float arithmetic. Interpreters are imported lazily: a Pi with only ai-edge-litert (or
+only onnxruntime) installed can run the formats it has.
 """
 
 from __future__ import annotations
@@ -19,9 +21,16 @@ import numpy as np
 
 from edgetl.errors import ModelError
 from edgetl.runtime.head import two_class_probabilities
+from edgetl.runtime.image import preprocess
 
 FLOAT_DTYPES = (np.float32, np.float16)
 QUANT_DTYPES = (np.uint8, np.int8, np.int16)  # int16: 16x8 activations
+# Values this close to halfway between two levels (in steps) count as ties, and ties round up.
+# Why: a uint8 input calibrated on [-1, 1] has scale 2/255 and zero point 127, so pixel p lands
+# exactly on p - 0.5 steps. np.round's half-to-even, steered by float32 noise, sent 17 of the 256
+# levels to p - 1 (merging them with their neighbour); rounding ties up gives q = p for every
+# pixel: no level lost, and the same raw pixels MediaPipe and other TFLite clients feed the model.
+TIE_STEPS = 1e-3
 
 
 @dataclass(frozen=True)
@@ -32,9 +41,9 @@ class Quant:
     zero_point: int
 
     def quantize(self, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-        # q = round(real / scale) + zero_point, clipped to the integer type's range.
+        # q = round(real / scale) + zero_point (ties up, see TIE_STEPS), clipped to the type's range.
         info = np.iinfo(dtype)
-        q = np.round(x / np.float32(self.scale)) + self.zero_point
+        q = np.floor(x / np.float32(self.scale) + np.float32(0.5 + TIE_STEPS)) + self.zero_point
         return np.clip(q, info.min, info.max).astype(dtype)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
@@ -60,13 +69,21 @@ class Model:
         """Preprocessed float batch -> the input tensor (quantized / cast) the interpreter takes."""
         raise NotImplementedError
 
+    def from_pixels(self, pixels: np.ndarray, scale: float, offset: float) -> np.ndarray:
+        """uint8 pixels (N, H, W, 3) -> the input tensor: prepare(preprocess(pixels, scale, offset))."""
+        return self.prepare(preprocess(pixels, scale, offset))
+
+    def outputs(self, tensor: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        """Prepared input tensor -> float32 probabilities (fused) or features (base)."""
+        raise NotImplementedError
+
     def invoke_one(self, tensor: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
         """The bare interpreter call on a prepared tensor (what bench times)."""
         raise NotImplementedError
 
-    def run(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+    def run(self, batch: np.ndarray) -> np.ndarray:
         """Preprocessed float batch -> float32 probabilities (fused) or features (base)."""
-        raise NotImplementedError
+        return self.outputs(self.prepare(np.asarray(batch)))
 
 
 # ---------------------------------------------------------------------------------- tflite
@@ -110,11 +127,29 @@ class TFLiteModel(Model):
         self.out_quant = Quant(*out["quantization"][:2]) if out_dtype.type in QUANT_DTYPES else None
         if self.in_quant is not None and self.in_quant.scale == 0:
             raise ModelError(f"{path.name}: quantized input has scale 0 (broken conversion); re-export")
+        self._tables: dict[tuple[float, float], np.ndarray | None] = {}
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
         if self.in_quant is not None:
             return self.in_quant.quantize(x, self.input_dtype)
         return x.astype(self.input_dtype, copy=False)
+
+    def from_pixels(self, pixels: np.ndarray, scale: float, offset: float) -> np.ndarray:
+        """A quantized input is a per-pixel-value function: look it up in a 256-entry table.
+
+        The table is prepare(preprocess(0..255)), so the result is bit-identical to the float
+        path. When it is the identity (the usual uint8 input, see TIE_STEPS) the pixels are
+        the input as they are.
+        """
+        if self.in_quant is None or pixels.dtype != np.uint8:
+            return super().from_pixels(pixels, scale, offset)
+        key = (float(scale), float(offset))
+        if key not in self._tables:
+            levels = np.arange(256, dtype=np.uint8)
+            table = self.prepare(preprocess(levels, scale, offset))
+            self._tables[key] = None if table.dtype == np.uint8 and np.array_equal(table, levels) else table
+        table = self._tables[key]
+        return np.ascontiguousarray(pixels) if table is None else table[pixels]
 
     def invoke_one(self, tensor: np.ndarray) -> np.ndarray:
         """The bare interpreter call on an already-prepared (1, H, W, 3) tensor (what bench times)."""
@@ -122,9 +157,8 @@ class TFLiteModel(Model):
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self._out_index)
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.asarray(batch)
-        outs = [self.invoke_one(self.prepare(batch[i:i + 1])) for i in range(len(batch))]
+    def outputs(self, tensor: np.ndarray) -> np.ndarray:
+        outs = [self.invoke_one(tensor[i:i + 1]) for i in range(len(tensor))]
         out = np.concatenate(outs, axis=0)
         out = self.out_quant.dequantize(out) if self.out_quant is not None else out.astype(np.float32)
         return _as_probabilities(out, self.role)
@@ -164,8 +198,8 @@ class OnnxModel(Model):
     def invoke_one(self, tensor: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self._in_name: tensor})[0]
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        out = self.invoke_one(self.prepare(batch))
+    def outputs(self, tensor: np.ndarray) -> np.ndarray:
+        out = self.invoke_one(tensor)
         return _as_probabilities(np.asarray(out, dtype=np.float32), self.role)
 
 

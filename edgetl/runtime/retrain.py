@@ -28,7 +28,7 @@ from edgetl.runtime.bundle import load_bundle
 from edgetl.runtime.features import FeatureCache
 from edgetl.runtime.folders import scan_class_folders
 from edgetl.runtime.head import NumpyHead, softmax
-from edgetl.runtime.image import load_rgb, preprocess
+from edgetl.runtime.image import load_rgb
 from edgetl.runtime.runner import choose_base_format
 
 
@@ -163,7 +163,7 @@ def _features(bundle, base_fmt: str, head: NumpyHead, data: dict[str, list[Path]
                 if model is None:
                     runtime = interpreter.runtime_of(base_fmt, bundle.models[base_fmt])
                     model = interpreter.open_model(base_path, runtime, threads, role="base")
-                feats = model.run(preprocess(pixels, bundle.scale, bundle.offset)[None])
+                feats = model.outputs(model.from_pixels(pixels[None], bundle.scale, bundle.offset))
                 cache.add(key, head.pool(feats)[0], label)
                 new += 1
             current[key] = label

@@ -1,6 +1,7 @@
 """`edgetl run`: classify files or camera frames with a bundle, numpy + an interpreter only.
 
-    image/frame -> load_rgb(size) -> preprocess(scale, offset)   (same code as training)
+    image/frame -> load_rgb(size) -> model input (preprocess(scale, offset), as in training;
+                                     for a quantized input, the same values from a 256-entry table)
                 -> fused model ------------------------------------> probabilities
                 -> base model -> NumpyHead (after `update-head`) ---> probabilities
 
@@ -72,7 +73,7 @@ def choose_base_format(bundle: Bundle, fmt: str | None, trained_on: str | None =
 
 @dataclass
 class Predictor:
-    """A bundle ready to classify: `probabilities(tensor)` for one preprocessed (1, H, W, 3) input."""
+    """A bundle ready to classify: `probabilities(model_input(source))` for one image."""
 
     bundle: Bundle
     fmt: str
@@ -86,17 +87,21 @@ class Predictor:
         return self.bundle.input_size
 
     def tensor(self, source) -> np.ndarray:
-        """Path / file / PIL image -> the model input, exactly as training computes it."""
+        """Path / file / PIL image -> the preprocessed float (1, H, W, 3) tensor, exactly as training computes it."""
         return preprocess(load_rgb(source, self.size), self.bundle.scale, self.bundle.offset)[None]
 
-    def probabilities(self, tensor: np.ndarray) -> np.ndarray:
-        out = self.model.run(tensor)
+    def model_input(self, source) -> np.ndarray:
+        """Path / file / PIL image -> what the interpreter takes: `tensor(source)`, quantized or cast."""
+        return self.model.from_pixels(load_rgb(source, self.size)[None], self.bundle.scale, self.bundle.offset)
+
+    def probabilities(self, model_input: np.ndarray) -> np.ndarray:
+        out = self.model.outputs(model_input)
         if self.head is not None:
             out = self.head.predict(out)
         return out[0]
 
     def classify(self, source) -> np.ndarray:
-        return self.probabilities(self.tensor(source))
+        return self.probabilities(self.model_input(source))
 
 
 def open_predictor(bundle_dir, fmt: str | None = None, threads: int | None = None) -> Predictor:
@@ -156,7 +161,7 @@ def run_paths(predictor: Predictor, items: Iterable[PathItem], out: TextIO, err:
     """
     summary = Summary()
     start = time.perf_counter()
-    for got in prefetched(items, lambda item: predictor.tensor(item.path), prefetch, lambda item: item.error is not None):
+    for got in prefetched(items, lambda item: predictor.model_input(item.path), prefetch, lambda item: item.error is not None):
         item = got.item
         if item.error is not None:
             summary.failed += 1
