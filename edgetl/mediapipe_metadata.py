@@ -21,9 +21,12 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Sequence
+
+import numpy as np
 
 from edgetl.errors import ExportError
 from edgetl.runtime.atomic import atomic_path
@@ -146,7 +149,8 @@ def _read(tflite: str) -> dict[str, Any]:
     return {"metadata": md, "files": sorted(displayer.get_packed_associated_file_list()), "labels": labels}
 
 
-def _classify(tflite: str, images: list[str]) -> list[dict[str, Any]]:
+def _classify(tflite: str, images: list[str] | None = None, pixels: str | None = None) -> list[dict[str, Any]]:
+    """Files (MediaPipe decodes and resizes them itself) or an .npy of uint8 RGB arrays (used as they are)."""
     try:
         import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions, vision
@@ -154,10 +158,14 @@ def _classify(tflite: str, images: list[str]) -> list[dict[str, Any]]:
         raise ExportError(f"cannot import mediapipe ({exc}); {INSTALL_HINT}") from None
     options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=tflite), max_results=1)
     classifier = vision.ImageClassifier.create_from_options(options)
+    if pixels is not None:
+        frames = (mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(a)) for a in np.load(pixels))
+    else:
+        frames = (mp.Image.create_from_file(path) for path in images or [])
     try:
         out = []
-        for path in images:
-            top = classifier.classify(mp.Image.create_from_file(path)).classifications[0].categories[0]
+        for frame in frames:
+            top = classifier.classify(frame).classifications[0].categories[0]
             out.append({"label": top.category_name, "index": top.index, "score": float(top.score)})
         return out
     finally:
@@ -205,9 +213,21 @@ def read_mediapipe_metadata(tflite: str | Path, python: str | None = None) -> di
     return _run("read", python, tflite=str(Path(tflite).resolve()))
 
 
-def classify_with_mediapipe(tflite: str | Path, images: Sequence[str | Path], python: str | None = None) -> list[dict]:
-    """Top-1 {"label", "index", "score"} per image from MediaPipe Tasks' ImageClassifier."""
-    return _run("classify", python, tflite=str(Path(tflite).resolve()), images=[str(Path(p).resolve()) for p in images])
+def classify_with_mediapipe(tflite: str | Path, images: Sequence[str | Path] | np.ndarray,
+                            python: str | None = None) -> list[dict]:
+    """Top-1 {"label", "index", "score"} per image from MediaPipe Tasks' ImageClassifier.
+
+    `images`: file paths, which MediaPipe decodes and resizes with its own code, or a uint8
+    (N, H, W, 3) RGB array, which it gets as it is (to compare the models apart from decoding).
+    """
+    tflite = str(Path(tflite).resolve())
+    if isinstance(images, np.ndarray):
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ExportError(f"pixels must be a uint8 (N, H, W, 3) array, got {images.dtype} {images.shape}")
+        with tempfile.TemporaryDirectory() as tmp:
+            np.save(Path(tmp) / "pixels.npy", images)
+            return _run("classify", python, tflite=tflite, pixels=str(Path(tmp) / "pixels.npy"))
+    return _run("classify", python, tflite=tflite, images=[str(Path(p).resolve()) for p in images])
 
 
 def main(argv: list[str] | None = None) -> int:

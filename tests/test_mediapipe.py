@@ -1,5 +1,5 @@
 """MediaPipe metadata: MediaPipe Tasks' ImageClassifier loads the .tflite alone and agrees with
-a direct ai_edge_litert run (edgetl's own load_rgb + preprocess) on every image.
+edgetl's runtime (load_rgb, then the adapter `edgetl run` uses) on every image.
 
 The model's answer is known: global average pooling + a fixed Dense layer picks the dominant
 colour channel, so each image's class is also checked against its colour.
@@ -19,6 +19,7 @@ from edgetl.errors import ExportError
 from edgetl.mediapipe_metadata import (add_mediapipe_metadata, append_packed_files, classify_with_mediapipe,
                                        mediapipe_python, normalization, read_mediapipe_metadata, split_packed_files)
 from edgetl.runtime.image import load_rgb, preprocess
+from edgetl.runtime.interpreter import open_model
 
 CLASSES = ["red", "green", "blue"]
 SIZE = 32
@@ -136,37 +137,29 @@ def _colour_model(tmp_path):
     return {"float32": float_path, "int8": int8_path}
 
 
-def _litert_top1(model_path, images) -> list[tuple[int, float]]:
-    """(top-1 index, its probability) per image, the way edgetl's runner feeds the model."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_path=str(model_path))
-    interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+def _edgetl_top1(model_path, images) -> list[tuple[int, float]]:
+    """(top-1 index, its probability) per image, through the runtime adapter `edgetl run` uses."""
+    model = open_model(model_path, "tflite", role="raw")
+    if model.in_quant is not None:  # calibrated on [-1, 1]: the uint8 input is the raw pixels
+        assert model.in_quant.zero_point == 127 and model.in_quant.scale == pytest.approx(SCALE, rel=1e-3)
     tops = []
     for path in images:
-        x = preprocess(load_rgb(path, SIZE), SCALE, OFFSET)[None]
-        if inp["dtype"] == np.uint8:
-            scale, zero = inp["quantization"]
-            assert abs(zero - 127.5) <= 0.5 and scale == pytest.approx(SCALE, rel=1e-3)  # uint8 input ~ raw pixels
-            x = np.clip(np.round(x / scale + zero), 0, 255).astype(np.uint8)
-        interp.set_tensor(inp["index"], x)
-        interp.invoke()
-        y = interp.get_tensor(out["index"])[0].astype(np.float64)
-        if out["dtype"] == np.uint8:
-            scale, zero = out["quantization"]
-            y = (y - zero) * scale
+        pixels = load_rgb(path, SIZE)[None]
+        tensor = model.from_pixels(pixels, SCALE, OFFSET)
+        if model.in_quant is not None:
+            np.testing.assert_array_equal(tensor, pixels)  # what MediaPipe feeds a uint8 model
+        y = model.outputs(tensor)[0]
         tops.append((int(np.argmax(y)), float(np.max(y))))
     return tops
 
 
 @pytest.mark.slow
-def test_mediapipe_image_classifier_agrees_with_litert(tmp_path, mediapipe_ready):
+def test_mediapipe_image_classifier_agrees_with_edgetl(tmp_path, mediapipe_ready):
     images, expected = _images(tmp_path)
     for kind, plain in _colour_model(tmp_path).items():
         if kind == "int8":  # as the exporter writes it: labels already appended as a zip
             plain.write_bytes(_exporter_style(plain.read_bytes()))
-        direct = _litert_top1(plain, images)
+        direct = _edgetl_top1(plain, images)
         assert [i for i, _ in direct] == expected, kind
 
         with_md = add_mediapipe_metadata(plain, tmp_path / f"{kind}_mp.tflite", CLASSES, SCALE, OFFSET)
@@ -183,10 +176,12 @@ def test_mediapipe_image_classifier_agrees_with_litert(tmp_path, mediapipe_ready
 
         results = classify_with_mediapipe(with_md, images)
         assert [r["index"] for r in results] == [i for i, _ in direct], kind
+        # The pixel route (what benchmarks/mediapipe_agreement.py uses on real photos) is the same.
+        assert classify_with_mediapipe(with_md, np.stack([load_rgb(p, SIZE) for p in images])) == results
         assert [r["label"] for r in results] == [CLASSES[i] for i in expected]
         # Same scores too: only true if MediaPipe normalized exactly like preprocess() (argmax alone
-        # would survive a wrong mean/std here). int8: within two output quantization steps.
-        tolerance = 1e-4 if kind == "float32" else 2 / 256
+        # would survive a wrong mean/std here). int8: the same input bytes, so the same output.
+        tolerance = 1e-4 if kind == "float32" else 1e-6
         np.testing.assert_allclose([r["score"] for r in results], [p for _, p in direct], atol=tolerance)
         assert min(p for _, p in direct) > 0.5
 
