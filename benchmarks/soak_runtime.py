@@ -62,12 +62,24 @@ def growth(samples: list[float], warmup: int) -> float:
     return round(samples[-1] - samples[min(warmup, len(samples) - 1)], 2)
 
 
+def every(count: int, most: int) -> int:
+    """Sampling interval: `most` on long runs, and at least ~20 samples on short ones."""
+    return max(1, min(most, count // 20))
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bundle", type=Path, default=Path("/tmp/edgetl_bench/bundle"))
     ap.add_argument("--photos", type=Path, default=Path("/tmp/edgetl_bench/jpeg500"))
-    ap.add_argument("--images", type=int, default=10000)
-    ap.add_argument("--frames", type=int, default=3000)
+    ap.add_argument("--images", type=positive, default=10000)
+    ap.add_argument("--frames", type=positive, default=3000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prefetch", type=int, default=2, help="Images decoded ahead on a thread (0: inline).")
     ap.add_argument("--out", type=Path, default=None, help="Also write the JSON here.")
@@ -85,7 +97,7 @@ def main() -> None:
     devnull = open(os.devnull, "w")
     samples: list[float] = []
     t0 = time.perf_counter()
-    summary = runner.run_paths(pred, sampled(sources.iter_paths([str(folder)]), 500, samples), devnull, sys.stderr,
+    summary = runner.run_paths(pred, sampled(sources.iter_paths([str(folder)]), every(args.images, 500), samples), devnull, sys.stderr,
                                prefetch=args.prefetch)
     files = {"images": summary.ok, "failed": summary.failed, "seconds": round(time.perf_counter() - t0, 1),
              "rss_mb_samples": samples, "rss_growth_mb_after_warmup": growth(samples, 1)}
@@ -93,9 +105,10 @@ def main() -> None:
     cam_samples: list[float] = []
     cam = SimCamera()
     real_read = cam.read
+    cam_every = every(args.frames, 250)
 
     def read():
-        if cam.n % 250 == 0:
+        if cam.n % cam_every == 0:
             cam_samples.append(round(rss_mb(), 2))
         return real_read()
 
