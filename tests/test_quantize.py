@@ -146,3 +146,50 @@ def test_int8_io_dtype_follows_option(run2, tmp_path, io):
     params = tflite_io_params(path)
     assert params["input"]["dtype"] == params["output"]["dtype"] == io
     assert (params["input"]["scale"] > 0) == (io == "int8")
+
+
+def test_calibration_chunk_divides_the_count():
+    from edgetl.quantize import calibration_chunk
+
+    assert [calibration_chunk(n) for n in (1, 10, 16, 20, 800, 797, 48)] == [1, 10, 16, 10, 16, 1, 16]
+
+
+@pytest.mark.parametrize("method, chunks", [("entropy", [10, 10]), ("percentile", [10, 10]), ("minmax", [20])])
+def test_histogram_calibration_reads_images_in_chunks(tmp_path, monkeypatch, method, chunks):
+    # onnxruntime's histogram calibrators hold every intermediate tensor of every image they are
+    # given at once (an 800-image entropy rung at 224 px was OOM-killed), so they get chunks.
+    import onnxruntime as ort
+
+    from edgetl import quantize
+    from edgetl._tf import keras
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
+    float_path = quantize.onnx_float(model, 16, tmp_path / "f.onnx")
+    images = np.random.default_rng(0).uniform(-1, 1, (20, 16, 16, 3)).astype(np.float32)
+
+    class Images:
+        def take(self, n):
+            return images[:n], np.zeros(n, int)
+
+    passes: list[int] = []
+
+    class Recording(quantize._Reader):
+        def set_range(self, start_index, end_index):
+            super().set_range(start_index, end_index)
+            passes.append(0)
+
+        def get_next(self):
+            item = super().get_next()
+            passes[-1] += item is not None
+            return item
+
+    monkeypatch.setattr(quantize, "_Reader", Recording)
+    out = quantize.onnx_int8(float_path, QuantSpec(weights="int8", calibration=20, method=method, per_channel=True),
+                             Images(), tmp_path / "q.onnx")
+    read = [p for p in passes if p]  # the constructor's full range is replaced before reading when chunked
+    assert read == chunks
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    probs = session.run(None, {"image": images[:4]})[0]
+    np.testing.assert_allclose(probs, model.predict(images[:4], verbose=0), atol=0.05)
