@@ -159,7 +159,8 @@ def _classify(tflite: str, images: list[str] | None = None, pixels: str | None =
     options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=tflite), max_results=1)
     classifier = vision.ImageClassifier.create_from_options(options)
     if pixels is not None:
-        frames = (mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(a)) for a in np.load(pixels))
+        arrays = np.load(pixels, allow_pickle=False)
+        frames = (mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(a)) for a in arrays)
     else:
         frames = (mp.Image.create_from_file(path) for path in images or [])
     try:
