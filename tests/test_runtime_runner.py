@@ -348,3 +348,18 @@ def test_bench_reports_every_number(bundle, data):
     assert 0 < row["cold_start_s"] < 30 and row["peak_rss_mb"] > 10
     assert row["size_bytes"] == (bundle / "tflite_int8.tflite").stat().st_size
     assert "tflite-int8" in bench.table(result)
+
+
+def test_default_threads_leave_one_core_for_the_decoder(monkeypatch, bundle):
+    monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert runner.default_threads() == 3  # a Pi: three interpreter threads, one decoder / camera core
+    monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert runner.default_threads() == 1
+    seen = []
+    real_open = interpreter.open_model
+    monkeypatch.setattr(interpreter, "open_model", lambda path, rt, threads=None, role="fused":
+                        seen.append(threads) or real_open(path, rt, threads, role))
+    monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    runner.open_predictor(bundle, "tflite-int8")
+    runner.open_predictor(bundle, "tflite-int8", threads=2)
+    assert seen == [5, 2]

@@ -48,7 +48,7 @@ def json_option(help: str = "Print the result as JSON on stdout (logs go to stde
 
 
 THREADS_OPTION = click.option("--threads", type=click.IntRange(min=1), default=None,
-                              help="Interpreter threads (default: the runtime's choice).")
+                              help="Interpreter threads (default: all cores but one, at least 1).")
 REPORT_OPTION = click.option("--report/--no-report", "make_report", default=True, show_default=True,
                              help="Write report.html + report.md (see `edgetl report`).")
 

@@ -125,7 +125,8 @@ def bench_bundle(bundle_dir, data: str | None = None, threads: int | None = None
         image = next((p for paths in scan_class_folders(data).values() for p in paths), None) if data else None
         image = Path(image) if image else synthetic_jpeg(Path(tmp))
         out = {fmt: bench_format(bundle_dir, fmt, image, data, threads, runs) for fmt in wanted}
-    return {"bundle": str(bundle_dir), "threads": threads, "runs": runs, "image": image.name, "formats": out}
+    return {"bundle": str(bundle_dir), "threads": threads or runner.default_threads(), "runs": runs, "image": image.name,
+            "formats": out}
 
 
 def table(results: dict[str, Any]) -> str:

@@ -29,7 +29,7 @@ from edgetl.runtime.features import FeatureCache
 from edgetl.runtime.folders import scan_class_folders
 from edgetl.runtime.head import NumpyHead, softmax
 from edgetl.runtime.image import load_rgb
-from edgetl.runtime.runner import choose_base_format
+from edgetl.runtime.runner import choose_base_format, default_threads
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def _features(bundle, base_fmt: str, head: NumpyHead, data: dict[str, list[Path]
                     continue
                 if model is None:
                     runtime = interpreter.runtime_of(base_fmt, bundle.models[base_fmt])
-                    model = interpreter.open_model(base_path, runtime, threads, role="base")
+                    model = interpreter.open_model(base_path, runtime, threads or default_threads(), role="base")
                 feats = model.outputs(model.from_pixels(pixels[None], bundle.scale, bundle.offset))
                 cache.add(key, head.pool(feats)[0], label)
                 new += 1
