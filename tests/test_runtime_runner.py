@@ -89,14 +89,14 @@ def test_preprocessing_parity_comes_from_manifest(bundle, tmp_path):
     colour_image("red", np.random.default_rng(1), SIZE).save(path)
     pred = runner.open_predictor(bundle, "tflite-float32")
     reference = tf.cast(tf.io.decode_png(tf.io.read_file(str(path)), channels=3), tf.float32) * SCALE + OFFSET
-    np.testing.assert_allclose(pred.tensor(path)[0], reference.numpy(), atol=1e-6)
+    np.testing.assert_allclose(pred.model_input(path)[0], reference.numpy(), atol=1e-6)
 
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["input"].update(scale=1 / 255, offset=0.25)
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     pred = runner.open_predictor(bundle, "tflite-float32")
     pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
-    np.testing.assert_allclose(pred.tensor(path)[0], pixels / 255 + 0.25, atol=1e-6)
+    np.testing.assert_allclose(pred.model_input(path)[0], pixels / 255 + 0.25, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------- bad inputs
@@ -150,9 +150,9 @@ def test_unusual_modes_classify_like_plain_rgb(bundle, tmp_path):
     for name in ("cmyk.jpg", "rgba.png", "palette.png", "exif.jpg"):
         probs = pred.classify(tmp_path / name)
         assert pred.classes[int(np.argmax(probs))] == "red", name
-    assert pred.tensor(tmp_path / "gray16.png").shape == (1, SIZE, SIZE, 3)
+    assert pred.model_input(tmp_path / "gray16.png").shape == (1, SIZE, SIZE, 3)
     # EXIF rotation applied: the sideways file gives the same tensor as the upright one
-    np.testing.assert_allclose(pred.tensor(tmp_path / "exif.jpg"), pred.tensor(tmp_path / "plain.jpg"), atol=0.15)
+    np.testing.assert_allclose(pred.model_input(tmp_path / "exif.jpg"), pred.model_input(tmp_path / "plain.jpg"), atol=0.15)
 
 
 def test_bundle_level_errors_are_one_line(bundle, data):

@@ -23,7 +23,7 @@ from PIL import Image
 from edgetl.errors import BundleError, ImageError
 from edgetl.runtime import headstore, interpreter
 from edgetl.runtime.bundle import Bundle, load_bundle
-from edgetl.runtime.image import load_rgb, preprocess
+from edgetl.runtime.image import load_rgb
 from edgetl.runtime.prefetch import prefetched
 from edgetl.runtime.sources import CameraError, FrameSource, PathItem, Retry, frames
 
@@ -102,12 +102,9 @@ class Predictor:
     def size(self) -> int:
         return self.bundle.input_size
 
-    def tensor(self, source) -> np.ndarray:
-        """Path / file / PIL image -> the preprocessed float (1, H, W, 3) tensor, exactly as training computes it."""
-        return preprocess(load_rgb(source, self.size), self.bundle.scale, self.bundle.offset)[None]
-
     def model_input(self, source) -> np.ndarray:
-        """Path / file / PIL image -> what the interpreter takes: `tensor(source)`, quantized or cast."""
+        """Path / file / PIL image -> what the interpreter takes: the (1, H, W, 3) tensor training
+        computes (load_rgb + preprocess with the manifest's scale/offset), quantized or cast."""
         return self.model.from_pixels(load_rgb(source, self.size)[None], self.bundle.scale, self.bundle.offset)
 
     def probabilities(self, model_input: np.ndarray) -> np.ndarray:
