@@ -109,17 +109,6 @@ def jpegs_500x375(work: Path, n: int = 20) -> list[Path]:
     return out
 
 
-def median_ms(fn, runs: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
-
-
 def latency(bundle: Path, photos: list[Path], threads: int, runs: int) -> dict:
     """Bare call, decode+preprocess and whole path timed in the same loop, interleaved, so that
     load from other processes on a shared machine hits all three alike."""
@@ -179,10 +168,11 @@ def folder_throughput(bundle: Path, photos: list[Path], images: int) -> dict:
 
 
 def keras_predict_ms(fused, photos: list[Path], runs: int = 20) -> float:
+    from edgetl.runtime.bench import time_calls
     from edgetl.runtime.image import load_rgb, preprocess
 
     x = preprocess(load_rgb(photos[0], SIZE), 1 / 127.5, -1.0)[None]
-    return median_ms(lambda: fused.predict(x, verbose=0), runs)
+    return statistics.median(time_calls(lambda: fused.predict(x, verbose=0), runs, warmup=3))
 
 
 def head_update(bundle: Path, work: Path, per_class: int, threads: int) -> dict:
