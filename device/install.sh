@@ -1,34 +1,59 @@
 #!/usr/bin/env bash
-# Install the edgetl device runner (no TensorFlow) into a venv.
+# Install the edgetl device runner (no TensorFlow) into a venv, from this checkout of edgetl.
 #
-#   Raspberry Pi OS Bookworm 64-bit (Python 3.11):  ./install.sh            -> edgetl[litert]
-#   Jetson, JetPack 6 (Python 3.10):                ./install.sh --onnx     -> edgetl[onnx]
+#   Raspberry Pi OS Bookworm 64-bit (Python 3.11):  device/install.sh          -> edgetl[litert]
+#   Jetson, JetPack 6 (Python 3.10):                device/install.sh --onnx   -> edgetl[onnx]
 #
 # Options: --onnx (onnxruntime instead of ai-edge-litert), --venv DIR (default ~/edgetl-venv),
-#          --from SPEC (what to pip install; default "edgetl[litert]" / "edgetl[onnx]", e.g. a wheel path),
-#          --service BUNDLE (also install the systemd unit for BUNDLE, camera 0 by default; needs sudo).
-# The venv uses --system-site-packages so Picamera2 / OpenCV installed with apt stay importable.
+#          --from SPEC (what to pip install; default this checkout, e.g. "edgetl-0.1.0-py3-none-any.whl[litert]"),
+#          --service BUNDLE (also install and start the systemd unit for BUNDLE, camera 0; needs sudo),
+#          --print-unit BUNDLE (print that unit, filled in for --venv, and exit: nothing installed).
+# PYTHON=python3.11 picks the interpreter (default python3). The venv uses --system-site-packages
+# so Picamera2 / OpenCV installed with apt stay importable.
 set -euo pipefail
 
+HERE="$(cd "$(dirname "$0")" && pwd)"
+REPO="$(dirname "$HERE")"
+PY="${PYTHON:-python3}"
 EXTRA=litert
 VENV="${HOME}/edgetl-venv"
 SPEC=""
 SERVICE_BUNDLE=""
+PRINT_UNIT=""
+die() { echo "error: $*" >&2; exit 2; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --onnx) EXTRA=onnx; shift ;;
+    --venv|--from|--service|--print-unit) [[ $# -ge 2 ]] || die "$1 needs a value (see --help)" ;;&
     --venv) VENV="$2"; shift 2 ;;
     --from) SPEC="$2"; shift 2 ;;
     --service) SERVICE_BUNDLE="$2"; shift 2 ;;
+    --print-unit) PRINT_UNIT="$2"; shift 2 ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-    *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
+    *) die "unknown option $1 (see --help)" ;;
   esac
 done
-SPEC="${SPEC:-edgetl[${EXTRA}]}"
 
-PY=python3
+# The unit with @VENV@, @BUNDLE@ and @USER@ filled in; $1 = the bundle folder.
+unit() {
+  [[ -f "$1/manifest.json" ]] || die "$1 is not an edgetl bundle (no manifest.json)"
+  [[ "$(realpath "$1")$(realpath -m "$VENV")" != *[[:space:]]* ]] || die "the unit cannot hold paths with spaces: move the bundle / venv"
+  sed -e "s|@VENV@|$(realpath -m "$VENV")|g" -e "s|@BUNDLE@|$(realpath "$1")|g" -e "s|@USER@|$(id -un)|g" "$HERE/edgetl-classifier.service"
+}
+
+if [[ -n "$PRINT_UNIT" ]]; then
+  unit "$PRINT_UNIT"
+  exit 0
+fi
+if [[ -z "$SPEC" ]]; then
+  [[ -f "$REPO/pyproject.toml" ]] || die "no edgetl checkout around $HERE; pass --from edgetl-<version>-py3-none-any.whl[$EXTRA]"
+  SPEC="$REPO[$EXTRA]"
+fi
+[[ -z "$SERVICE_BUNDLE" || -f "$SERVICE_BUNDLE/manifest.json" ]] \
+  || die "$SERVICE_BUNDLE is not an edgetl bundle (no manifest.json)"
+
 "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \
-  || { echo "error: Python >= 3.10 needed (found $($PY --version 2>&1))" >&2; exit 2; }
+  || die "Python >= 3.10 needed (found $("$PY" --version 2>&1))"
 ARCH="$(uname -m)"
 [[ "$ARCH" == "aarch64" || "$ARCH" == "x86_64" ]] \
   || echo "warning: $ARCH: ai-edge-litert ships wheels for 64-bit (aarch64) only; use a 64-bit OS" >&2
@@ -40,15 +65,12 @@ if [[ -f /proc/device-tree/model ]] && grep -qi "raspberry" /proc/device-tree/mo
 fi
 
 "$PY" -m venv --system-site-packages "$VENV"
-"$VENV/bin/python" -m pip install --upgrade pip
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install "$SPEC"
 "$VENV/bin/edgetl" --version
 
 if [[ -n "$SERVICE_BUNDLE" ]]; then
-  HERE="$(cd "$(dirname "$0")" && pwd)"
-  BUNDLE_ABS="$(cd "$SERVICE_BUNDLE" && pwd)"
-  sed -e "s|@VENV@|$VENV|g" -e "s|@BUNDLE@|$BUNDLE_ABS|g" -e "s|@USER@|$(id -un)|g" \
-    "$HERE/edgetl-classifier.service" | sudo tee /etc/systemd/system/edgetl-classifier.service >/dev/null
+  unit "$SERVICE_BUNDLE" | sudo tee /etc/systemd/system/edgetl-classifier.service >/dev/null
   sudo systemctl daemon-reload
   sudo systemctl enable --now edgetl-classifier.service
   echo "service started: journalctl -u edgetl-classifier -f"

@@ -1,0 +1,143 @@
+"""The device install README and device/ document: one pip command, the runtime only.
+
+A wheel of this checkout is built once. Fresh venvs (no system site-packages, so nothing of
+the workstation leaks in) install `<wheel>[litert]` (Raspberry Pi) and `<wheel>[onnx]` (Jetson,
+under Python 3.10 when there is one). Each must hold no package of the training side and
+classify an image with the label and score the workstation gets. device/install.sh is run for
+real, and the systemd unit it fills in passes `systemd-analyze verify` without a warning.
+
+These tests install from the package registry; they skip, saying so, when it cannot be reached.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bundle_fixture import colour_image
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+# Nothing a device venv may contain: TensorFlow and everything that comes with training.
+TRAINING_SIDE = {"tensorflow", "tensorflow-cpu", "tensorflow-intel", "tf-keras", "keras", "tensorboard",
+                 "tensorflow-model-optimization", "tf2onnx", "onnx", "matplotlib", "jax", "torch"}
+PIP = ("-m", "pip", "--disable-pip-version-check")
+
+
+def _run(cmd, timeout=600, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def python310() -> str | None:
+    """Jetson's Python: $EDGETL_PY310, a pyenv 3.10, or python3.10 on PATH (None if none runs)."""
+    candidates = [os.environ.get("EDGETL_PY310"), *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.10*/bin/python3.10"))),
+                  shutil.which("python3.10")]
+    for exe in filter(None, candidates):
+        done = _run([exe, "-c", "import sys, venv; print(sys.version_info[:2] == (3, 10))"], timeout=30)
+        if done.returncode == 0 and done.stdout.strip() == "True":
+            return exe
+    return None
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """edgetl-<version>-py3-none-any.whl built from this checkout (as on the workstation before copying it over)."""
+    probe = _run([sys.executable, *PIP, "download", "--no-deps", "--dest", tmp_path_factory.mktemp("probe"), "click"], timeout=180)
+    if probe.returncode != 0:
+        pytest.skip(f"package registry unreachable (pip download click: {probe.stderr.strip().splitlines()[-1:]})")
+    src = tmp_path_factory.mktemp("src")  # a copy: building in the checkout would leave build/ and *.egg-info there
+    shutil.copytree(ROOT / "edgetl", src / "edgetl", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    dist = tmp_path_factory.mktemp("dist")
+    done = _run([sys.executable, *PIP, "wheel", "--no-deps", "--no-build-isolation", "-w", dist, src])
+    assert done.returncode == 0, done.stdout + done.stderr
+    (built,) = dist.glob("edgetl-*.whl")
+    return built
+
+
+def installed(python: Path) -> dict[str, str]:
+    done = _run([python, *PIP, "list", "--format", "json"], timeout=120)
+    assert done.returncode == 0, done.stderr
+    return {re.sub(r"[-_.]+", "-", p["name"]).lower(): p["version"] for p in json.loads(done.stdout)}
+
+
+def classify(edgetl_exe: Path, bundle: Path, image: Path, fmt: str) -> dict:
+    done = _run([edgetl_exe, "run", bundle, image, "--json", "--format", fmt], timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.fixture
+def red_image(tmp_path) -> Path:
+    import numpy as np
+
+    path = tmp_path / "red.png"
+    colour_image("red", np.random.default_rng(3), 48).save(path)
+    return path
+
+
+@pytest.mark.parametrize("extra, fmt, runtime, other", [("litert", "tflite-int8", "ai-edge-litert", "onnxruntime"),
+                                                        ("onnx", "onnx", "onnxruntime", "ai-edge-litert")])
+def test_one_pip_command_installs_the_runtime_only(extra, fmt, runtime, other, wheel, bundle, red_image, tmp_path):
+    from edgetl.runtime import runner
+
+    python = (python310() if extra == "onnx" else None) or sys.executable  # Jetson (onnx) runs Python 3.10
+    venv = tmp_path / "venv"
+    assert _run([python, "-m", "venv", venv], timeout=120).returncode == 0
+    done = _run([venv / "bin/python", *PIP, "install", "--quiet", f"{wheel}[{extra}]"])
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+    packages = installed(venv / "bin/python")
+    assert {"edgetl", "numpy", "pillow", "click", "pyyaml", runtime} <= packages.keys()
+    assert other not in packages
+    assert not TRAINING_SIDE & packages.keys(), sorted(TRAINING_SIDE & packages.keys())
+    assert not [p for p in packages if p.startswith("tensorflow")]
+    no_tf = _run([venv / "bin/python", "-c", "import tensorflow"], timeout=60)
+    assert no_tf.returncode != 0 and "ModuleNotFoundError" in no_tf.stderr
+
+    # the device venv gives the label and score the workstation gets
+    expected = runner.open_predictor(bundle, fmt).classify(red_image)
+    row = classify(venv / "bin/edgetl", bundle, red_image, fmt)
+    assert row["label"] == "red" == runner.open_predictor(bundle, fmt).classes[int(expected.argmax())]
+    assert abs(row["score"] - float(expected.max())) <= 1e-6
+
+
+def test_install_script_and_its_systemd_unit(wheel, bundle, red_image, tmp_path):
+    python = python310()
+    if python is None:  # a 3.11 with the workstation's site-packages would satisfy everything from there
+        pytest.skip("no Python 3.10 (a clean interpreter for install.sh's --system-site-packages venv)")
+    venv = tmp_path / "edgetl-venv"
+    env = {**os.environ, "PYTHON": python}
+    done = _run(["bash", ROOT / "device/install.sh", "--onnx", "--venv", venv, "--from", f"{wheel}[onnx]"], env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert re.search(r"edgetl, version \d+\.\d+", done.stdout), done.stdout
+    assert classify(venv / "bin/edgetl", bundle, red_image, "onnx")["label"] == "red"
+
+    unit = _run(["bash", ROOT / "device/install.sh", "--print-unit", bundle, "--venv", venv])
+    assert unit.returncode == 0, unit.stderr
+    assert f"ExecStart={venv}/bin/edgetl run {bundle} --camera 0" in unit.stdout
+    assert f"ReadWritePaths={bundle}" in unit.stdout and not re.search(r"@[A-Z]+@", unit.stdout)
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze not installed: the unit was filled in but not verified")
+    path = tmp_path / "edgetl-classifier.service"
+    path.write_text(unit.stdout)
+    verify = _run(["systemd-analyze", "verify", path], timeout=120)
+    assert verify.returncode == 0 and verify.stdout + verify.stderr == "", verify.stdout + verify.stderr
+
+
+def test_install_script_refuses_bad_arguments(tmp_path):
+    for args, message in ((["--print-unit", tmp_path], "not an edgetl bundle"), (["--venv"], "--venv needs a value"),
+                          (["--frobnicate"], "unknown option --frobnicate"),
+                          (["--service", tmp_path, "--from", "x"], "not an edgetl bundle")):
+        done = _run(["bash", ROOT / "device/install.sh", *args], timeout=60)
+        assert done.returncode == 2 and done.stderr.startswith("error: ") and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
