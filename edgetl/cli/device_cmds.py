@@ -22,7 +22,9 @@ from edgetl.cli.common import MODEL_FORMATS, THREADS_OPTION as THREADS, echo_jso
 @click.option("--format", "fmt", default=None, metavar="FORMAT",
               help=f"Model format (default: best available, tflite-int8 first): {', '.join(MODEL_FORMATS)}.")
 @json_option("One JSON object per line (JSON lines), errors on stderr.")
-@click.option("--camera", default=None, help="Camera device index (OpenCV) or 'picamera' (Picamera2).")
+@click.option("--camera", default=None, metavar="SPEC",
+              help="Camera: device index (0, 1, ...), 'picamera' (Picamera2), or with OpenCV a device path "
+                   "(/dev/video2), a video file (clip.mp4) or a stream URL (rtsp://host/stream).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N camera frames.")
 @click.option("--fps-every", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Seconds between FPS reports on stderr (camera; 0: off).")
@@ -36,7 +38,7 @@ def run_cmd(ctx, bundle, sources, top_k, threads, fmt, as_json, camera, max_fram
     from edgetl.runtime import runner, sources as src
 
     if camera is None and not sources:
-        raise ConfigError("give images, folders, globs or '-' (paths on stdin), or --camera N|picamera")
+        raise ConfigError("give images, folders, globs or '-' (paths on stdin), or --camera N|picamera|/dev/videoN|FILE|URL")
     if camera is not None and sources:
         raise ConfigError("use either image SOURCEs or --camera, not both")
     predictor = runner.open_predictor(bundle, fmt, threads)

@@ -6,15 +6,19 @@ per-item error (reported, run continues), like a corrupt image.
 
 Cameras sit behind one small FrameSource interface (`read() -> RGB uint8 HxWx3`, `close()`),
 so the camera loop is tested with a fake source and OpenCV / Picamera2 stay optional.
+OpenCV also opens device paths, video files and stream URLs, which is how the real wrapper
+is tested end to end (a short video file as the camera).
 """
 
 from __future__ import annotations
 
 import glob
+import contextlib
 import importlib.util
 import os
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Protocol, TextIO
 
@@ -32,6 +36,10 @@ class CameraError(EdgetlError):
 
 class FrameError(Exception):
     """One frame could not be read (the loop retries; not user-facing on its own)."""
+
+
+class EndOfStream(Exception):
+    """The source has no more frames, as when a video file ends: the loop stops cleanly."""
 
 
 @dataclass(frozen=True)
@@ -81,30 +89,71 @@ class FrameSource(Protocol):
     name: str
 
     def read(self) -> np.ndarray:
-        """The next frame as RGB uint8 (H, W, 3); raise FrameError if this one failed."""
+        """The next frame as RGB uint8 (H, W, 3); raise FrameError if this one failed, EndOfStream after the last."""
 
     def close(self) -> None: ...
 
 
 class OpenCVCamera:
-    def __init__(self, index: int):
+    """cv2.VideoCapture on a device index, a device path, a video file or a stream URL.
+
+    OpenCV takes all four the same way, so a video file stands in for a camera in tests and
+    for replaying a recording on the device.
+    """
+
+    def __init__(self, spec: int | str):
         import cv2
 
         self._cv2 = cv2
-        self.name = f"camera {index}"
-        self.cap = cv2.VideoCapture(index)
+        self.is_file = isinstance(spec, str) and "://" not in spec and not spec.startswith("/dev/")
+        self.name = f"camera {spec}" if isinstance(spec, int) else f"camera {_redact(spec)!r}"
+        with _quiet_opencv(cv2):  # its own WARN lines would follow our one-line error
+            self.cap = cv2.VideoCapture(spec)
         if not self.cap.isOpened():
             self.cap.release()
-            raise CameraError(f"no camera at index {index} (OpenCV could not open it); list cameras with `v4l2-ctl --list-devices`")
+            if isinstance(spec, int):
+                raise CameraError(f"no camera at index {spec} (OpenCV could not open it); "
+                                  "list cameras with `v4l2-ctl --list-devices`")
+            what = ("is it a video file OpenCV can decode?" if self.is_file else
+                    "is the stream up and the URL right?" if "://" in spec else
+                    "is it a video capture device? list them with `v4l2-ctl --list-devices`")
+            raise CameraError(f"cannot open {self.name} (OpenCV could not open it); {what}")
 
     def read(self) -> np.ndarray:
         ok, frame = self.cap.read()
         if not ok or frame is None:
+            if self.is_file:  # a file does not come back like an unplugged camera: it has ended
+                raise EndOfStream(self.name)
             raise FrameError("OpenCV returned no frame")
         return frame[:, :, ::-1]  # OpenCV delivers BGR
 
     def close(self) -> None:
         self.cap.release()
+
+
+@contextlib.contextmanager
+def _quiet_opencv(cv2) -> Iterator[None]:
+    """Silence OpenCV's warnings while opening (restored afterwards); a no-op on OpenCVs without it."""
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None or not hasattr(log, "getLogLevel"):
+        yield
+        return
+    previous = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        log.setLogLevel(previous)
+
+
+def _redact(spec: str) -> str:
+    """rtsp://user:secret@host/x -> rtsp://user:***@host/x, so passwords stay out of logs."""
+    if "://" not in spec:
+        return spec
+    parts = urllib.parse.urlsplit(spec)
+    if parts.password is None:
+        return spec
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
 
 class PiCamera:
@@ -134,8 +183,16 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+CAMERA_SPECS = ("a device index (0, 1, ...), 'picamera', a device path (/dev/video0), "
+                "a video file or a stream URL (rtsp://...)")
+
+
 def open_camera(spec: str) -> FrameSource:
-    """`--camera N` -> OpenCV device N (or Picamera2 camera N without OpenCV); `picamera` -> Picamera2."""
+    """`--camera SPEC` -> a FrameSource.
+
+    N -> OpenCV device N (or Picamera2 camera N without OpenCV); `picamera` -> Picamera2;
+    a device path, a video file or a URL with '://' -> OpenCV (needs opencv-python-headless).
+    """
     if spec == "picamera":
         if not _has("picamera2"):
             raise CameraError("--camera picamera needs Picamera2: `sudo apt install python3-picamera2` "
@@ -144,7 +201,7 @@ def open_camera(spec: str) -> FrameSource:
     try:
         index = int(spec)
     except ValueError:
-        raise CameraError(f"--camera must be a device index (0, 1, ...) or 'picamera', got {spec!r}") from None
+        return _open_by_name(spec)
     if _has("cv2"):
         return OpenCVCamera(index)
     if _has("picamera2"):
@@ -152,6 +209,22 @@ def open_camera(spec: str) -> FrameSource:
         return PiCamera(index)
     raise CameraError("no camera library installed: `pip install opencv-python-headless` "
                       "or `sudo apt install python3-picamera2`")
+
+
+def _open_by_name(spec: str) -> FrameSource:
+    """A device path, video file or stream URL: checked here so a typo is one clear line."""
+    shown = _redact(spec)
+    if "://" not in spec:
+        if not os.path.exists(spec):
+            kind = "no such device" if spec.startswith("/dev/") else "no such file"
+            raise CameraError(f"--camera {shown!r}: {kind}; give {CAMERA_SPECS}")
+        if os.path.isdir(spec):
+            raise CameraError(f"--camera {shown!r} is a folder; to classify its images give it as a SOURCE, "
+                              "not --camera")
+    if not _has("cv2"):
+        raise CameraError(f"--camera {shown!r} needs OpenCV: `pip install opencv-python-headless` "
+                          "(the `camera` extra)")
+    return OpenCVCamera(spec)
 
 
 @dataclass(frozen=True)
@@ -168,13 +241,16 @@ def frames(source: FrameSource, max_frames: int | None = None, retry: Retry = Re
            on_failure: Callable[[int, str], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """(frame number, RGB frame) forever (or max_frames); retries failing reads with backoff.
 
-    Raises CameraError once `retry.max_failures` reads in a row have failed. Holds no history,
-    so memory stays flat however long it runs.
+    Ends when the source raises EndOfStream (a video file played to the end). Raises
+    CameraError once `retry.max_failures` reads in a row have failed. Holds no history, so
+    memory stays flat however long it runs.
     """
     count = failures = 0
     while max_frames is None or count < max_frames:
         try:
             frame = source.read()
+        except EndOfStream:
+            return
         except FrameError as exc:
             failures += 1
             if on_failure is not None:

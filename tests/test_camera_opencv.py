@@ -1,0 +1,173 @@
+"""The real OpenCV camera wrapper, end to end, with a short MJPG video file as the capture device.
+
+cv2.VideoCapture opens a video file exactly like a device index, a /dev/video path or an
+rtsp:// URL, so the BGR -> RGB flip, the end of the stream and `edgetl run --camera`
+are exercised for real here (test_runtime_runner.py covers the loop with a fake source).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+cv2 = pytest.importorskip("cv2")
+
+from edgetl.cli import main  # noqa: E402
+from edgetl.runtime import runner, sources  # noqa: E402
+from edgetl.runtime.sources import CameraError, OpenCVCamera, Retry, frames, open_camera  # noqa: E402
+
+RED, BLUE = 5, 3  # frames of each colour in the clip, red first
+SIDE = 64
+
+
+def write_clip(path, red=RED, blue=BLUE):
+    """An MJPG .avi of solid pure-red then pure-blue frames (written in OpenCV's BGR order)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (SIDE, SIDE))
+    assert writer.isOpened()
+    for i in range(red + blue):
+        frame = np.zeros((SIDE, SIDE, 3), np.uint8)
+        frame[:, :, 2 if i < red else 0] = 255  # BGR: channel 2 is red, channel 0 is blue
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def clip(tmp_path):
+    return write_clip(tmp_path / "clip.avi")
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def json_lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def read_all(path):
+    cam = OpenCVCamera(str(path))
+    try:
+        return [np.ascontiguousarray(f) for _, f in frames(cam, RED + BLUE)]
+    finally:
+        cam.close()
+
+
+def test_frames_come_out_rgb(clip):
+    got = read_all(clip)
+    assert len(got) == RED + BLUE
+    for i, frame in enumerate(got):
+        assert frame.shape == (SIDE, SIDE, 3) and frame.dtype == np.uint8
+        hi, lo = (0, (1, 2)) if i < RED else (2, (0, 1))  # RGB: red is channel 0, blue channel 2
+        assert frame[:, :, hi].min() > 200, i
+        assert frame[:, :, list(lo)].max() < 60, i
+
+
+def test_end_of_file_ends_the_frames_cleanly(clip):
+    cam = open_camera(str(clip))
+    assert isinstance(cam, OpenCVCamera) and cam.name == f"camera '{clip}'"
+    waits = []
+    seen = [number for number, _ in frames(cam, retry=Retry(max_failures=3, first_wait=0.0), sleep=waits.append)]
+    cam.close()
+    assert seen == list(range(1, RED + BLUE + 1)) and waits == []  # no retries: a file that ended is not a failing camera
+
+
+def test_cli_camera_file_json_lines(bundle, clip):
+    res = cli("run", bundle, "--camera", clip, "--json", "--max-frames", RED + BLUE)
+    assert res.exit_code == 0, res.output
+    rows = json_lines(res.stdout)
+    assert [r["frame"] for r in rows] == list(range(1, RED + BLUE + 1))
+    for row in rows:
+        assert set(row) == {"frame", "label", "score", "top_k", "latency_ms"}
+        assert row["top_k"][0] == {"label": row["label"], "score": row["score"]}
+        assert 0.5 <= row["score"] <= 1 and row["latency_ms"] > 0
+    assert [r["label"] for r in rows] == ["red"] * RED + ["blue"] * BLUE
+    assert f"summary: {RED + BLUE} frames" in res.stderr
+
+
+def test_cli_camera_frames_match_the_same_frames_as_png_files(bundle, clip, tmp_path):
+    """Camera path and file path give the same tensor, hence the same scores (RGB both ways)."""
+    pngs = []
+    for i, frame in enumerate(read_all(clip)):
+        pngs.append(tmp_path / f"frame_{i:02d}.png")
+        Image.fromarray(frame).save(pngs[-1])
+    args = ("--json", "--format", "tflite-float32", "--top-k", "2")
+    by_camera = json_lines(cli("run", bundle, "--camera", clip, "--max-frames", len(pngs), *args).stdout)
+    by_file = json_lines(cli("run", bundle, *pngs, *args).stdout)
+    assert len(by_camera) == len(by_file) == RED + BLUE
+    for cam_row, file_row in zip(by_camera, by_file):
+        assert cam_row["label"] == file_row["label"]
+        for a, b in zip(cam_row["top_k"], file_row["top_k"]):
+            assert a["label"] == b["label"] and a["score"] == pytest.approx(b["score"], abs=1e-6)
+    pred = runner.open_predictor(bundle, "tflite-int8")
+    cam = open_camera(str(clip))
+    try:
+        for png in pngs:
+            frame = np.ascontiguousarray(cam.read())
+            np.testing.assert_array_equal(pred.model_input(Image.fromarray(frame)), pred.model_input(png))
+    finally:
+        cam.close()
+
+
+def test_cli_video_file_played_to_the_end_exits_0(bundle, tmp_path):
+    clip = write_clip(tmp_path / "short.avi", red=2, blue=0)
+    res = cli("run", bundle, "--camera", clip, "--json")
+    assert res.exit_code == 0, res.output
+    assert [r["label"] for r in json_lines(res.stdout)] == ["red", "red"]
+    assert "summary: 2 frames" in res.stderr and "error" not in res.stderr and "warning" not in res.stderr
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("/dev/video97", "--camera '/dev/video97': no such device"),
+    ("abc", "--camera 'abc': no such file"),
+    ("{tmp}/missing.mp4", "--camera '{tmp}/missing.mp4': no such file"),
+    ("{tmp}", "is a folder"),
+    ("{tmp}/notes.avi", "cannot open camera '{tmp}/notes.avi' (OpenCV could not open it)"),
+])
+def test_cli_bad_camera_specs_are_one_line(bundle, tmp_path, spec, message):
+    (tmp_path / "notes.avi").write_text("not a video")
+    spec, message = spec.format(tmp=tmp_path), message.format(tmp=tmp_path)
+    res = cli("run", bundle, "--camera", spec)
+    assert res.exit_code == 2, res.output
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()] and message in res.stderr
+    assert "Traceback" not in res.output
+
+
+def test_urls_go_to_opencv_with_the_password_hidden(monkeypatch):
+    opened = []
+
+    class Capture:
+        def __init__(self, spec):
+            opened.append(spec)
+
+        def isOpened(self):
+            return False
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cv2, "VideoCapture", Capture)
+    with pytest.raises(CameraError) as exc:
+        open_camera("rtsp://admin:hunter2@10.0.0.5/stream")
+    assert opened == ["rtsp://admin:hunter2@10.0.0.5/stream"]
+    assert "cannot open camera 'rtsp://admin:***@10.0.0.5/stream'" in str(exc.value)
+    assert "hunter2" not in str(exc.value)
+    monkeypatch.setattr(sources, "_has", lambda name: False)
+    with pytest.raises(CameraError, match="needs OpenCV"):
+        open_camera("rtsp://host/stream")
+
+
+def test_opencv_stays_a_lazy_import():
+    import subprocess
+    import sys
+
+    code = ("import sys, edgetl.runtime.sources as s, edgetl.runtime.runner, edgetl.cli.device_cmds\n"
+            "try:\n    s.open_camera('/dev/video97')\nexcept s.CameraError:\n    pass\n"
+            "print('cv2' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "False"
