@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from bundle_fixture import colour_image
+from bundle_fixture import colour_image, make_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -86,17 +86,30 @@ def red_image(tmp_path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def device_venv(wheel, tmp_path_factory):
+    """extra -> a fresh venv (no system site-packages) with `<wheel>[extra]` installed, made once."""
+    made: dict[str, Path] = {}
+
+    def get(extra: str) -> Path:
+        if extra not in made:
+            python = (python310() if extra == "onnx" else None) or sys.executable  # Jetson (onnx) runs Python 3.10
+            venv = tmp_path_factory.mktemp(f"venv_{extra}")
+            assert _run([python, "-m", "venv", "--clear", venv], timeout=120).returncode == 0
+            done = _run([venv / "bin/python", *PIP, "install", "--quiet", f"{wheel}[{extra}]"])
+            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+            made[extra] = venv
+        return made[extra]
+
+    return get
+
+
 @pytest.mark.parametrize("extra, fmt, runtime, other", [("litert", "tflite-int8", "ai-edge-litert", "onnxruntime"),
                                                         ("onnx", "onnx", "onnxruntime", "ai-edge-litert")])
-def test_one_pip_command_installs_the_runtime_only(extra, fmt, runtime, other, wheel, bundle, red_image, tmp_path):
+def test_one_pip_command_installs_the_runtime_only(extra, fmt, runtime, other, device_venv, bundle, red_image):
     from edgetl.runtime import runner
 
-    python = (python310() if extra == "onnx" else None) or sys.executable  # Jetson (onnx) runs Python 3.10
-    venv = tmp_path / "venv"
-    assert _run([python, "-m", "venv", venv], timeout=120).returncode == 0
-    done = _run([venv / "bin/python", *PIP, "install", "--quiet", f"{wheel}[{extra}]"])
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-
+    venv = device_venv(extra)
     packages = installed(venv / "bin/python")
     assert {"edgetl", "numpy", "pillow", "click", "pyyaml", runtime} <= packages.keys()
     assert other not in packages
@@ -106,10 +119,34 @@ def test_one_pip_command_installs_the_runtime_only(extra, fmt, runtime, other, w
     assert no_tf.returncode != 0 and "ModuleNotFoundError" in no_tf.stderr
 
     # the device venv gives the label and score the workstation gets
-    expected = runner.open_predictor(bundle, fmt).classify(red_image)
+    predictor = runner.open_predictor(bundle, fmt)
+    expected = predictor.classify(red_image)
     row = classify(venv / "bin/edgetl", bundle, red_image, fmt)
-    assert row["label"] == "red" == runner.open_predictor(bundle, fmt).classes[int(expected.argmax())]
+    assert row["label"] == "red" == predictor.classes[int(expected.argmax())]
     assert abs(row["score"] - float(expected.max())) <= 1e-6
+
+
+def test_device_venv_retrains_the_head_rolls_back_and_benches(device_venv, bundle, red_image, tmp_path):
+    """update-head, rollback-head and bench need nothing beyond the [litert] install."""
+    edgetl = device_venv("litert") / "bin/edgetl"
+    data = make_dataset(tmp_path / "new", {"blue": 8, "red": 8}, seed=7)
+    done = _run([edgetl, "update-head", bundle, "--data", data, "--force", "--json", "--epochs", "50"], timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["swapped"] is True and result["new_images"] == 16, result
+    assert result["record"]["file"] and (bundle / "device" / "heads" / result["record"]["file"]).is_file()
+    row = classify(edgetl, bundle, red_image, "tflite-int8")  # now base model + the numpy head
+    assert row["label"] == "red"
+    done = _run([edgetl, "rollback-head", bundle, "--json"], timeout=120)
+    assert done.returncode == 0 and json.loads(done.stdout) == {"head": None}, done.stdout + done.stderr
+
+    done = _run([edgetl, "bench", bundle, "--runs", "5", "--json"], timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    formats = report["formats"]
+    assert {"tflite-int8", "tflite-float32"} <= formats.keys() and "onnx" not in formats  # no onnxruntime here
+    int8 = formats["tflite-int8"]
+    assert int8["size_bytes"] > 0 and 0 < int8["bare_ms"]["p50"] <= int8["path_ms"]["p50"] and int8["peak_rss_mb"] > 0
 
 
 def test_install_script_and_its_systemd_unit(wheel, bundle, red_image, tmp_path):
