@@ -122,6 +122,7 @@ def test_cli_video_file_played_to_the_end_exits_0(bundle, tmp_path):
 
 
 @pytest.mark.parametrize("spec, message", [
+    ("97", "no camera at index 97 (OpenCV could not open it)"),  # the real VideoCapture on a missing index
     ("/dev/video97", "--camera '/dev/video97': no such device"),
     ("abc", "--camera 'abc': no such file"),
     ("{tmp}/missing.mp4", "--camera '{tmp}/missing.mp4': no such file"),
