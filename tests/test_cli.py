@@ -195,6 +195,36 @@ def test_internal_error_is_one_line_unless_debug(bundle, data, monkeypatch):
     assert isinstance(env.exception, RuntimeError)
 
 
+def test_missing_workstation_module_says_what_to_install(bundle, data, monkeypatch):
+    """A device install has no TensorFlow: a workstation command says so in one line, exit 2."""
+    from edgetl.runtime import runner
+
+    for name, code in (("tensorflow", 2), ("tf2onnx.convert", 2), ("not_ours", INTERNAL_ERROR)):
+        def missing(*args, _name=name, **kwargs):
+            raise ModuleNotFoundError(f"No module named '{_name}'", name=_name)
+
+        monkeypatch.setattr(runner, "open_predictor", missing)
+        res = cli("run", bundle, data)
+        assert res.exit_code == code and len(res.output.splitlines()) == 1, res.output
+        if code == 2:
+            assert res.output.startswith(f"error: `edgetl run` runs on the workstation and needs {name}, ")
+            assert 'pip install ".[train]"' in res.output
+
+
+def test_train_without_tensorflow_is_one_line_and_writes_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    data = make_dataset(tmp_path / "data", {"blue": 3, "red": 3})
+    code = ("import sys; sys.modules['tensorflow'] = None  # as on a device install\n"
+            "from edgetl.cli import main\n"
+            f"main(['train', '--data', {str(data)!r}, '--out', {str(tmp_path / 'run')!r}, '--weights', 'none'])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: `edgetl train` runs on the workstation and needs tensorflow")
+    assert "Traceback" not in done.stderr and not (tmp_path / "run").exists()
+
+
 def test_report_failure_keeps_the_result_and_exit_code(bundle, data, monkeypatch):
     import edgetl.report
 

@@ -127,7 +127,7 @@ def test_one_pip_command_installs_the_runtime_only(extra, fmt, runtime, other, d
 
 
 def test_device_venv_retrains_the_head_rolls_back_and_benches(device_venv, bundle, red_image, tmp_path):
-    """update-head, rollback-head and bench need nothing beyond the [litert] install."""
+    """update-head, rollback-head and bench need nothing beyond the [litert] install; train says what it lacks."""
     edgetl = device_venv("litert") / "bin/edgetl"
     data = make_dataset(tmp_path / "new", {"blue": 8, "red": 8}, seed=7)
     done = _run([edgetl, "update-head", bundle, "--data", data, "--force", "--json", "--epochs", "50"], timeout=300)
@@ -139,6 +139,10 @@ def test_device_venv_retrains_the_head_rolls_back_and_benches(device_venv, bundl
     assert row["label"] == "red"
     done = _run([edgetl, "rollback-head", bundle, "--json"], timeout=120)
     assert done.returncode == 0 and json.loads(done.stdout) == {"head": None}, done.stdout + done.stderr
+
+    done = _run([edgetl, "train", "--data", data, "--out", tmp_path / "run", "--weights", "none"], timeout=120)
+    assert done.returncode == 2 and 'needs tensorflow, which this install lacks: pip install ".[train]"' in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "run").exists()
 
     done = _run([edgetl, "bench", bundle, "--runs", "5", "--json"], timeout=300)
     assert done.returncode == 0, done.stderr
