@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install the edgetl device runner (no TensorFlow) into a venv, from this checkout of edgetl.
 #
-#   Raspberry Pi OS Bookworm 64-bit (Python 3.11):  device/install.sh          -> edgetl[litert]
-#   Jetson, JetPack 6 (Python 3.10):                device/install.sh --onnx   -> edgetl[onnx]
+#   Raspberry Pi OS Bookworm 64-bit (3.11), Jetson JetPack 6 (3.10):  device/install.sh         -> edgetl[litert]
+#   ONNX bundles / onnxruntime instead of ai-edge-litert:             device/install.sh --onnx  -> edgetl[onnx]
 #
 # Options: --onnx (onnxruntime instead of ai-edge-litert), --venv DIR (default ~/edgetl-venv),
 #          --from SPEC (what to pip install; default this checkout, e.g. "edgetl-0.1.0-py3-none-any.whl[litert]"),

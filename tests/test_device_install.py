@@ -1,8 +1,8 @@
 """The device install README and device/ document: one pip command, the runtime only.
 
 A wheel of this checkout is built once. Fresh venvs (no system site-packages, so nothing of
-the workstation leaks in) install `<wheel>[litert]` (Raspberry Pi) and `<wheel>[onnx]` (Jetson,
-under Python 3.10 when there is one). Each must hold no package of the training side and
+the workstation leaks in) install `<wheel>[litert]` and `<wheel>[onnx]` (the latter
+under Python 3.10, JetPack 6's, when there is one). Each must hold no package of the training side and
 classify an image with the label and score the workstation gets. device/install.sh is run for
 real, and the systemd unit it fills in passes `systemd-analyze verify` without a warning.
 
@@ -93,7 +93,7 @@ def device_venv(wheel, tmp_path_factory):
 
     def get(extra: str) -> Path:
         if extra not in made:
-            python = (python310() if extra == "onnx" else None) or sys.executable  # Jetson (onnx) runs Python 3.10
+            python = (python310() if extra == "onnx" else None) or sys.executable  # one of the two under JetPack 6's Python 3.10
             venv = tmp_path_factory.mktemp(f"venv_{extra}")
             assert _run([python, "-m", "venv", "--clear", venv], timeout=120).returncode == 0
             done = _run([venv / "bin/python", *PIP, "install", "--quiet", f"{wheel}[{extra}]"])
