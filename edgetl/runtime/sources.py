@@ -12,8 +12,8 @@ is tested end to end (a short video file as the camera).
 
 from __future__ import annotations
 
-import glob
 import contextlib
+import glob
 import importlib.util
 import os
 import sys
