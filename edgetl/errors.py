@@ -40,6 +40,11 @@ class ExportError(EdgetlError):
 
 
 class GateError(EdgetlError):
-    """The accuracy drop of a gated format exceeds --max-drop. Exit code 3."""
+    """The accuracy drop of a gated format exceeds --max-drop. Exit code 3.
+
+    Raised by export after the bundle is complete: `result` then holds what export_run would
+    have returned, so the caller can still report on, archive and print the bundle.
+    """
 
     exit_code = 3
+    result: dict | None = None

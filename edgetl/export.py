@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgetl import __version__
-from edgetl.errors import ExportError
+from edgetl.errors import ExportError, GateError
 from edgetl.ladder import ONNX_LADDER, TFLITE_LADDER, Rung, climb
 from edgetl.metadata import onnx_with_labels, tflite_with_labels
 from edgetl.quantize import IO_TYPES, METHODS, Calibration, QuantSpec, onnx_float, onnx_int8, tflite_bytes, tflite_io_params
@@ -220,8 +220,8 @@ def _convert(fmt_name: str, model, calibration, job: Job, out: Path, gate, log) 
 def export_run(run_dir: str | Path, options: ExportOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Export a run into a bundle; returns {"bundle", "manifest", "validation", "archive"}.
 
-    Raises GateError (after the bundle is written, with validation.json saying why) when a
-    gated format drops more than options.max_drop.
+    Raises GateError (after the bundle is written, with validation.json saying why, and the
+    result in its `result`) when a gated format drops more than options.max_drop.
     """
     from edgetl.model import head_to_numpy, split_model, with_class_probabilities
     from edgetl.predict import open_predictor, run_images, to_probabilities
@@ -295,5 +295,9 @@ def export_run(run_dir: str | Path, options: ExportOptions, log: Callable[[str],
     manifest = json.loads((out / MANIFEST).read_text())
     result = {"bundle": str(out), "manifest": manifest, "validation": report, "archive": str(archive) if archive else None}
     if report is not None:
-        check_gate(report)
+        try:
+            check_gate(report)
+        except GateError as exc:
+            exc.result = result
+            raise
     return result

@@ -67,21 +67,12 @@ def export(run_dir, formats, io, calibration, calibration_method, split, archive
                             mediapipe_metadata=mediapipe_metadata)
     try:
         result = export_run(run_dir, options, log_to(as_json))
-    except GateError:  # the bundle is complete: report, archive and JSON as usual, then exit 3
-        bundle = Path(out) if out else Path("bundles") / Path(run_dir).resolve().name
-        if not (bundle / "manifest.json").is_file():
+    except GateError as exc:  # the bundle is complete: report, archive and JSON as usual, then exit 3
+        if exc.result is None:
             raise
-        _print_result(_read_result(bundle), *_finish_bundle(bundle, make_report, archive, as_json), as_json)
+        _print_result(exc.result, *_finish_bundle(Path(exc.result["bundle"]), make_report, archive, as_json), as_json)
         raise
     _print_result(result, *_finish_bundle(Path(result["bundle"]), make_report, archive, as_json), as_json)
-
-
-def _read_result(bundle: Path) -> dict:
-    """export_run's result, rebuilt from the files it wrote (it raises instead of returning on a gate failure)."""
-    import json
-
-    read = lambda name: json.loads((bundle / name).read_text()) if (bundle / name).is_file() else None  # noqa: E731
-    return {"bundle": str(bundle), "manifest": read("manifest.json"), "validation": read("validation.json")}
 
 
 def _print_result(result: dict, html: Path | None, tarball: Path | None, as_json: bool) -> None:
