@@ -10,8 +10,6 @@ offsets change. Weight buffers keep the 16-byte alignment the converter gives th
 
 from __future__ import annotations
 
-import io
-import zipfile
 from typing import Any
 
 import numpy as np
@@ -85,6 +83,8 @@ def breakdown(data: bytes) -> dict[str, Any]:
     """
     from ai_edge_litert import schema_py_generated as schema
 
+    from edgetl.mediapipe_metadata import split_packed_files
+
     model = schema.Model.GetRootAsModel(bytearray(data), 0)
     types = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     counted: set[int] = set()
@@ -115,10 +115,6 @@ def breakdown(data: bytes) -> dict[str, Any]:
     parts["metadata_buffers"] = sum(size(model.Buffers(model.Metadata(m).Buffer()), 4, 1)
                                     for m in range(model.MetadataLength()))
     parts = {"tensor_data": sum(by_type.values()), **parts}
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            parts["appended_zip"] = len(data) - min(i.header_offset for i in archive.infolist())
-    except (zipfile.BadZipFile, ValueError):
-        parts["appended_zip"] = 0
+    parts["appended_zip"] = len(data) - len(split_packed_files(data)[0])
     parts["flatbuffer_structure_and_padding"] = len(data) - sum(parts.values())
     return {"file_bytes": len(data), "tensor_data_by_type": by_type, "per_channel_entries": channels, "parts": parts}
