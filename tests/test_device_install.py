@@ -11,7 +11,6 @@ These tests install from the package registry; they skip, saying so, when it can
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from bundle_fixture import colour_image, make_dataset
+from python310 import find_python310
 
 pytestmark = pytest.mark.slow
 
@@ -35,17 +35,6 @@ PIP = ("-m", "pip", "--disable-pip-version-check")
 
 def _run(cmd, timeout=600, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, **kwargs)
-
-
-def python310() -> str | None:
-    """Jetson's Python: $EDGETL_PY310, a pyenv 3.10, or python3.10 on PATH (None if none runs)."""
-    candidates = [os.environ.get("EDGETL_PY310"), *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.10*/bin/python3.10"))),
-                  shutil.which("python3.10")]
-    for exe in filter(None, candidates):
-        done = _run([exe, "-c", "import sys, venv; print(sys.version_info[:2] == (3, 10))"], timeout=30)
-        if done.returncode == 0 and done.stdout.strip() == "True":
-            return exe
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +82,7 @@ def device_venv(wheel, tmp_path_factory):
 
     def get(extra: str) -> Path:
         if extra not in made:
-            python = (python310() if extra == "onnx" else None) or sys.executable  # one of the two under JetPack 6's Python 3.10
+            python = (find_python310() if extra == "onnx" else None) or sys.executable  # one of the two under JetPack 6's Python 3.10
             venv = tmp_path_factory.mktemp(f"venv_{extra}")
             assert _run([python, "-m", "venv", "--clear", venv], timeout=120).returncode == 0
             done = _run([venv / "bin/python", *PIP, "install", "--quiet", f"{wheel}[{extra}]"])
@@ -154,7 +143,7 @@ def test_device_venv_retrains_the_head_rolls_back_and_benches(device_venv, bundl
 
 
 def test_install_script_and_its_systemd_unit(wheel, bundle, red_image, tmp_path):
-    python = python310()
+    python = find_python310()
     if python is None:  # a 3.11 with the workstation's site-packages would satisfy everything from there
         pytest.skip("no Python 3.10 (a clean interpreter for install.sh's --system-site-packages venv)")
     venv = tmp_path / "edgetl-venv"

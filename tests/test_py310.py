@@ -2,8 +2,9 @@
 
 1. vermin (a static minimum-version checker, in the dev extra) over edgetl/runtime, the CLI
    and errors.py must report a minimum of 3.10 or lower;
-2. when a Python 3.10 with numpy, Pillow, click and PyYAML is available (EDGETL_PY310=path,
-   else ~/.cache/edgetl/py310-venv from scripts/install_test_extras.sh, else `python3.10` on PATH), the runtime is imported and exercised under it for real.
+2. when a Python 3.10 with numpy, Pillow, click and PyYAML is available (tests/python310.py:
+   EDGETL_PY310=path, the venv scripts/install_test_extras.sh makes, pyenv, `python3.10` on
+   PATH), the runtime is imported and exercised under it for real.
 Each part skips when its tool is missing.
 """
 
@@ -16,6 +17,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from python310 import find_python310
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE_CODE = ["edgetl/runtime", "edgetl/errors.py", "edgetl/cli", "edgetl/__init__.py"]
@@ -67,18 +70,8 @@ print("py310 ok")
 """
 
 
-def _python310() -> str | None:
-    default_venv = Path("~/.cache/edgetl/py310-venv/bin/python").expanduser()  # scripts/install_test_extras.sh
-    candidate = (os.environ.get("EDGETL_PY310") or (str(default_venv) if default_venv.exists() else None)
-                 or shutil.which("python3.10"))
-    if not candidate:
-        return None
-    probe = subprocess.run([candidate, "-c", "import numpy, PIL, click, yaml"], capture_output=True, timeout=60)
-    return candidate if probe.returncode == 0 else None
-
-
 def test_runtime_and_cli_work_under_python_3_10():
-    python = _python310()
+    python = find_python310("numpy, PIL, click, yaml")
     if python is None:
         pytest.skip("no Python 3.10 with numpy, Pillow, click and PyYAML (set EDGETL_PY310=/path/to/python3.10)")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
