@@ -123,5 +123,6 @@ def main() -> None:
           "target_met": files["rss_growth_mb_after_warmup"] < 5 and camera["rss_growth_mb_after_warmup"] < 5},
          args.out)
 
+
 if __name__ == "__main__":
     main()

@@ -30,10 +30,10 @@ FLOAT_REFERENCES = ("tflite-float32", "onnx")
 MAX_DISAGREEMENTS = 20
 
 
-
 def drop_pp(reference_accuracy: float, accuracy: float) -> float:
     """Accuracy drop in percentage points, rounded so that 4 of 400 images is exactly 1.0 (the gate compares it)."""
     return round((reference_accuracy - accuracy) * 100, 3)
+
 
 def is_gated(fmt: str) -> bool:
     """Int8 formats (fused and split) are gated by default; float formats are only measured."""
