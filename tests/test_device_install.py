@@ -2,7 +2,7 @@
 
 A wheel of this checkout is built once. Fresh venvs (no system site-packages, so nothing of
 the workstation leaks in) install `<wheel>[litert]` and `<wheel>[onnx]` (the latter
-under Python 3.10, JetPack 6's, when there is one). Each must hold no package of the training side and
+under Python 3.10, JetPack 6's, when there is one), and the wheel with the older tflite-runtime. Each must hold no package of the training side and
 classify an image with the label and score the workstation gets. device/install.sh is run for
 real, and the systemd unit it fills in passes `systemd-analyze verify` without a warning.
 
@@ -140,6 +140,37 @@ def test_device_venv_retrains_the_head_rolls_back_and_benches(device_venv, bundl
     assert {"tflite-int8", "tflite-float32"} <= formats.keys() and "onnx" not in formats  # no onnxruntime here
     int8 = formats["tflite-int8"]
     assert int8["size_bytes"] > 0 and 0 < int8["bare_ms"]["p50"] <= int8["path_ms"]["p50"] and int8["peak_rss_mb"] > 0
+
+
+def test_older_tflite_runtime_wheel_runs_bundles_and_numpy2_is_one_error(wheel, bundle, red_image, tmp_path):
+    """A device with the frozen tflite-runtime wheel instead of ai-edge-litert (README: the fallback).
+
+    Its last release (2.14) must still run what today's converter writes. It is built for NumPy 1,
+    and pip pairs it with NumPy 2, which used to end in NumPy's traceback and a SystemError."""
+    from edgetl.runtime import runner
+
+    venv = tmp_path / "venv_tflite_runtime"
+    assert _run([sys.executable, "-m", "venv", venv], timeout=120).returncode == 0
+    done = _run([venv / "bin/python", *PIP, "install", "--quiet", wheel, "tflite-runtime", "numpy<2"])
+    if done.returncode != 0 and "No matching distribution found for tflite-runtime" in done.stderr:
+        pytest.skip(f"no tflite-runtime wheel for Python {sys.version_info[0]}.{sys.version_info[1]} on this platform")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    packages = installed(venv / "bin/python")
+    assert "ai-edge-litert" not in packages and packages["numpy"].startswith("1.")
+    for fmt in ("tflite-int8", "tflite-float32"):
+        expected = runner.open_predictor(bundle, fmt).classify(red_image)
+        done = _run([venv / "bin/edgetl", "run", bundle, red_image, "--json", "--format", fmt], timeout=120)
+        assert done.returncode == 0 and "using tflite_runtime" in done.stderr, done.stderr
+        row = json.loads(done.stdout)
+        assert row["label"] == "red" and abs(row["score"] - float(expected.max())) <= 1e-6, (fmt, row)
+
+    done = _run([venv / "bin/python", *PIP, "install", "--quiet", "numpy>=2"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = _run([venv / "bin/edgetl", "run", bundle, red_image], timeout=120)
+    assert done.returncode == 2 and done.stdout == "", done.stdout + done.stderr
+    assert done.stderr.splitlines() == [f"error: tflite_runtime is built for NumPy 1 and cannot run with NumPy "
+                                        f"{installed(venv / 'bin/python')['numpy']}: pip install ai-edge-litert "
+                                        "(its successor), or pip install 'numpy<2'"], done.stderr
 
 
 def test_install_script_and_its_systemd_unit(wheel, bundle, red_image, tmp_path):

@@ -244,20 +244,38 @@ def test_unsupported_dtype_and_missing_runtime(monkeypatch, tmp_path, capsys):
         interpreter.open_model(tmp_path / "m.tflite", "tflite")
 
 
-def test_tflite_runtime_fallback_names_itself(monkeypatch, bundle, capsys):
+def _only_tflite_runtime(monkeypatch, numpy_version: str) -> None:
+    """ai_edge_litert hidden, a tflite_runtime that is LiteRT's interpreter, and numpy claiming `numpy_version`.
+
+    tests/test_device_install.py runs the real tflite-runtime wheel; this is the fast check."""
+    import importlib.machinery
     import sys
     import types
 
     from ai_edge_litert.interpreter import Interpreter
 
+    package = types.ModuleType("tflite_runtime")
+    package.__spec__ = importlib.machinery.ModuleSpec("tflite_runtime", None)
     fake = types.ModuleType("tflite_runtime.interpreter")
     fake.Interpreter = Interpreter
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
-    monkeypatch.setitem(sys.modules, "tflite_runtime", types.ModuleType("tflite_runtime"))
+    monkeypatch.setitem(sys.modules, "tflite_runtime", package)
     monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", fake)
+    monkeypatch.setattr(np, "__version__", numpy_version)
+
+
+def test_tflite_runtime_fallback_names_itself(monkeypatch, bundle, capsys):
+    _only_tflite_runtime(monkeypatch, "1.26.4")
     model = interpreter.open_model(bundle / "tflite_int8.tflite", "tflite", threads=2)
     assert model.backend == "tflite_runtime"
     assert "using tflite_runtime" in capsys.readouterr().err
+
+
+def test_tflite_runtime_with_numpy2_is_one_clear_error(monkeypatch, bundle):
+    """pip pairs tflite-runtime 2.14 (built for NumPy 1) with NumPy 2, which ends in a SystemError at load."""
+    _only_tflite_runtime(monkeypatch, "2.4.6")
+    with pytest.raises(ModelError, match=r"NumPy 2\.4\.6: pip install ai-edge-litert .*'numpy<2'"):
+        interpreter.open_model(bundle / "tflite_int8.tflite", "tflite", threads=2)
 
 
 # ---------------------------------------------------------------------------- camera

@@ -95,6 +95,11 @@ def _tflite_interpreter_class() -> tuple[type, str]:
         return Interpreter, "ai_edge_litert"
     except ImportError:
         pass
+    if importlib.util.find_spec("tflite_runtime") is not None and int(np.__version__.split(".")[0]) >= 2:
+        # Every tflite-runtime ever published (frozen at 2.14) is built for NumPy 1, and pip pairs it with
+        # NumPy 2: importing it prints NumPy's own traceback and creating an interpreter raises SystemError.
+        raise ModelError(f"tflite_runtime is built for NumPy 1 and cannot run with NumPy {np.__version__}: "
+                         "pip install ai-edge-litert (its successor), or pip install 'numpy<2'")
     try:
         from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
 
