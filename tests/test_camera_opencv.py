@@ -172,3 +172,62 @@ def test_opencv_stays_a_lazy_import():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "False"
+
+
+@pytest.fixture
+def flaky_stream(tmp_path):
+    """An HTTP video stream that drops: the first connection breaks off halfway through a red
+    clip, the second serves a whole blue clip, later ones are refused (503), like a camera
+    that went away for good."""
+    import http.server
+    import socketserver
+    import threading
+
+    red = write_clip(tmp_path / "red.avi", red=40, blue=0).read_bytes()
+    blue = write_clip(tmp_path / "blue.avi", red=0, blue=BLUE).read_bytes()
+    connections = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            connections.append(self.path)
+            if len(connections) > 2:
+                self.send_error(503)
+                return
+            whole = red if len(connections) == 1 else blue
+            self.send_response(200)
+            self.send_header("Content-Type", "video/x-msvideo")
+            self.send_header("Content-Length", str(len(whole)))
+            self.end_headers()
+            self.wfile.write(whole if len(connections) == 2 else whole[: len(whole) // 2])
+            self.wfile.flush()
+
+        def log_message(self, *args):
+            pass
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/live.avi", connections
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_dropped_stream_is_reopened_and_frames_go_on(bundle, flaky_stream):
+    """cv2.VideoCapture never delivers again after its stream drops; the camera reopens it."""
+    import io
+
+    url, connections = flaky_stream
+    out, err = io.StringIO(), io.StringIO()
+    cam = open_camera(url)
+    assert isinstance(cam, OpenCVCamera) and not cam.is_file
+    with pytest.raises(CameraError, match="delivered no frame 3 times in a row"):
+        runner.run_camera(runner.open_predictor(bundle, "tflite-int8"), cam, out, err, as_json=True,
+                          retry=Retry(max_failures=3, first_wait=0.0))
+    labels = [row["label"] for row in json_lines(out.getvalue())]
+    reds = labels.count("red")
+    assert 0 < reds < 40 and labels == ["red"] * reds + ["blue"] * BLUE, labels  # the blue clip came over the new connection
+    assert len(connections) == 4  # the drop, the reopen that worked, two refused reopens
+    # the drop (the counter restarts once the reopened stream delivers), the end of the blue clip, two failed reopens
+    failures = [line.split("failed (", 1)[1] for line in err.getvalue().splitlines() if line.startswith("warning:")]
+    assert failures == ["1 in a row): OpenCV returned no frame", "1 in a row): OpenCV returned no frame",
+                        "2 in a row): reopening it failed", "3 in a row): reopening it failed"], err.getvalue()

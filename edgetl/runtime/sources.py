@@ -98,17 +98,19 @@ class OpenCVCamera:
     """cv2.VideoCapture on a device index, a device path, a video file or a stream URL.
 
     OpenCV takes all four the same way, so a video file stands in for a camera in tests and
-    for replaying a recording on the device.
+    for replaying a recording on the device. After a failed read, a live source is reopened
+    before the next one.
     """
 
     def __init__(self, spec: int | str):
         import cv2
 
         self._cv2 = cv2
+        self._spec = spec
+        self._misses = 0  # failed reads in a row
         self.is_file = isinstance(spec, str) and "://" not in spec and not spec.startswith("/dev/")
         self.name = f"camera {spec}" if isinstance(spec, int) else f"camera {_redact(spec)!r}"
-        with _quiet_opencv(cv2):  # its own WARN lines would follow our one-line error
-            self.cap = cv2.VideoCapture(spec)
+        self.cap = self._open()
         if not self.cap.isOpened():
             self.cap.release()
             if isinstance(spec, int):
@@ -119,12 +121,28 @@ class OpenCVCamera:
                     "is it a video capture device? list them with `v4l2-ctl --list-devices`")
             raise CameraError(f"cannot open {self.name} (OpenCV could not open it); {what}")
 
+    def _open(self):
+        with _quiet_opencv(self._cv2):  # its own WARN lines would follow our one-line error
+            return self._cv2.VideoCapture(self._spec)
+
     def read(self) -> np.ndarray:
+        reopened = ""
+        if self._misses:
+            # A capture whose stream dropped or whose device was unplugged never delivers again
+            # (cap.read() fails forever); a new one picks up the stream or the re-plugged device.
+            self.cap.release()
+            self.cap = self._open()
+            if not self.cap.isOpened():
+                self._misses += 1
+                raise FrameError("reopening it failed")
+            reopened = " (after reopening it)"
         ok, frame = self.cap.read()
         if not ok or frame is None:
             if self.is_file:  # a file does not come back like an unplugged camera: it has ended
                 raise EndOfStream(self.name)
-            raise FrameError("OpenCV returned no frame")
+            self._misses += 1
+            raise FrameError(f"OpenCV returned no frame{reopened}")
+        self._misses = 0
         return frame[:, :, ::-1]  # OpenCV delivers BGR
 
     def close(self) -> None:
