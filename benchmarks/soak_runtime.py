@@ -16,22 +16,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.server
 import importlib.util
 import os
 import shutil
-import socketserver
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from edgetl.runtime import runner, sources  # noqa: E402
+from http_stream import send_video, serve  # noqa: E402 - tests/ helper: a local HTTP server
 
 from _output import emit, loadavg  # noqa: E402 - benchmarks/ is sys.path[0] when run as a script
 
@@ -93,25 +92,10 @@ def dropping_stream(frames_per_connection: int = STREAM_CLIP_FRAMES):
         writer.write(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
     writer.release()
     data = clip.read_bytes()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[: len(data) * 3 // 4])
-
-        def log_message(self, *args):
-            pass
-
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/live.avi"
+        with serve(lambda n, handler: send_video(handler, data, upto=len(data) * 3 // 4)) as url:
+            yield url
     finally:
-        server.shutdown()
-        server.server_close()
         shutil.rmtree(clip.parent)
 
 

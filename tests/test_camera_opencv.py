@@ -7,6 +7,7 @@ are exercised for real here (test_runtime_runner.py covers the loop with a fake 
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -19,6 +20,7 @@ cv2 = pytest.importorskip("cv2")
 from edgetl.cli import main  # noqa: E402
 from edgetl.runtime import runner, sources  # noqa: E402
 from edgetl.runtime.sources import CameraError, OpenCVCamera, Retry, frames, open_camera  # noqa: E402
+from http_stream import send_video, serve  # noqa: E402
 
 RED, BLUE = 5, 3  # frames of each colour in the clip, red first
 SIDE = 64
@@ -142,7 +144,7 @@ def test_urls_go_to_opencv_with_the_password_hidden(monkeypatch):
     opened = []
 
     class Capture:
-        def __init__(self, spec):
+        def __init__(self, spec, *backend_and_params):
             opened.append(spec)
 
         def isOpened(self):
@@ -174,60 +176,70 @@ def test_opencv_stays_a_lazy_import():
     assert proc.stdout.strip() == "False"
 
 
-@pytest.fixture
-def flaky_stream(tmp_path):
+@contextlib.contextmanager
+def serve_flaky_stream(tmp_path, stall_s: float = 0.0):
     """An HTTP video stream that drops: the first connection breaks off halfway through a red
-    clip, the second serves a whole blue clip, later ones are refused (503), like a camera
-    that went away for good."""
-    import http.server
-    import socketserver
-    import threading
+    clip (after stalling `stall_s` seconds with the socket open, like a Wi-Fi camera gone
+    quiet), the second serves a whole blue clip, later ones are refused (503), like a camera
+    that went away for good. Yields (url, request numbers so far)."""
+    import time
 
     red = write_clip(tmp_path / "red.avi", red=40, blue=0).read_bytes()
     blue = write_clip(tmp_path / "blue.avi", red=0, blue=BLUE).read_bytes()
-    connections = []
+    requests = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            connections.append(self.path)
-            if len(connections) > 2:
-                self.send_error(503)
-                return
-            whole = red if len(connections) == 1 else blue
-            self.send_response(200)
-            self.send_header("Content-Type", "video/x-msvideo")
-            self.send_header("Content-Length", str(len(whole)))
-            self.end_headers()
-            self.wfile.write(whole if len(connections) == 2 else whole[: len(whole) // 2])
-            self.wfile.flush()
+    def respond(n, handler):
+        requests.append(n)
+        if n == 1:
+            send_video(handler, red, upto=len(red) // 2)
+            time.sleep(stall_s)
+        elif n == 2:
+            send_video(handler, blue)
+        else:
+            handler.send_error(503)
 
-        def log_message(self, *args):
-            pass
-
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/live.avi", connections
-    server.shutdown()
-    server.server_close()
+    with serve(respond) as url:
+        yield url, requests
 
 
-def test_a_dropped_stream_is_reopened_and_frames_go_on(bundle, flaky_stream):
-    """cv2.VideoCapture never delivers again after its stream drops; the camera reopens it."""
+def run_flaky_stream(bundle, url) -> tuple[list[str], str]:
+    """`run_camera` on the stream until it is gone for good -> (labels, stderr)."""
     import io
 
-    url, connections = flaky_stream
     out, err = io.StringIO(), io.StringIO()
     cam = open_camera(url)
-    assert isinstance(cam, OpenCVCamera) and not cam.is_file
+    assert isinstance(cam, OpenCVCamera) and cam.is_stream and not cam.is_file
     with pytest.raises(CameraError, match="delivered no frame 3 times in a row"):
         runner.run_camera(runner.open_predictor(bundle, "tflite-int8"), cam, out, err, as_json=True,
                           retry=Retry(max_failures=3, first_wait=0.0))
-    labels = [row["label"] for row in json_lines(out.getvalue())]
+    return [row["label"] for row in json_lines(out.getvalue())], err.getvalue()
+
+
+def test_a_dropped_stream_is_reopened_and_frames_go_on(bundle, tmp_path):
+    """cv2.VideoCapture never delivers again after its stream drops; the camera reopens it."""
+    with serve_flaky_stream(tmp_path) as (url, connections):
+        labels, err = run_flaky_stream(bundle, url)
     reds = labels.count("red")
     assert 0 < reds < 40 and labels == ["red"] * reds + ["blue"] * BLUE, labels  # the blue clip came over the new connection
     assert len(connections) == 4  # the drop, the reopen that worked, two refused reopens
     # the drop (the counter restarts once the reopened stream delivers), the end of the blue clip, two failed reopens
-    failures = [line.split("failed (", 1)[1] for line in err.getvalue().splitlines() if line.startswith("warning:")]
+    failures = [line.split("failed (", 1)[1] for line in err.splitlines() if line.startswith("warning:")]
     assert failures == ["1 in a row): OpenCV returned no frame", "1 in a row): OpenCV returned no frame",
-                        "2 in a row): reopening it failed", "3 in a row): reopening it failed"], err.getvalue()
+                        "2 in a row): reopening it failed", "3 in a row): reopening it failed"], err
+
+
+def test_a_stalled_stream_times_out_and_is_reopened(bundle, tmp_path, monkeypatch, capfd):
+    """A stream that goes quiet with its socket open: the read gives up after the stream read
+    timeout (1 s here), not FFmpeg's default 30 s, and the camera reopens it."""
+    import time
+
+    monkeypatch.setattr(sources, "STREAM_READ_TIMEOUT_MS", 1000)
+    with serve_flaky_stream(tmp_path, stall_s=60) as (url, connections):
+        start = time.monotonic()
+        labels, err = run_flaky_stream(bundle, url)
+        seconds = time.monotonic() - start
+    reds = labels.count("red")
+    assert 0 < reds < 40 and labels == ["red"] * reds + ["blue"] * BLUE, labels
+    assert seconds < 20, seconds  # 30+ without the timeout
+    assert "1 in a row): OpenCV returned no frame" in err
+    assert "Stream timeout" not in capfd.readouterr().err  # OpenCV's own warning (on fd 2) is kept quiet; ours says it

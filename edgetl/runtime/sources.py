@@ -16,6 +16,7 @@ import contextlib
 import glob
 import importlib.util
 import os
+import re
 import sys
 import time
 import urllib.parse
@@ -28,6 +29,10 @@ from edgetl.errors import EdgetlError
 from edgetl.runtime.image import list_images
 
 GLOB_CHARS = set("*?[")
+# Stream URLs (rtsp://, http://) give up opening after 10 s and reading a frame after 5 s. FFmpeg's
+# defaults, 30 s each, would leave a live classifier silent for minutes behind a stalled Wi-Fi camera.
+STREAM_OPEN_TIMEOUT_MS = 10_000
+STREAM_READ_TIMEOUT_MS = 5_000
 
 
 class CameraError(EdgetlError):
@@ -109,6 +114,7 @@ class OpenCVCamera:
         self._spec = spec
         self._misses = 0  # failed reads in a row
         self.is_file = isinstance(spec, str) and "://" not in spec and not spec.startswith("/dev/")
+        self.is_stream = isinstance(spec, str) and bool(re.match(r"[a-z][a-z0-9+.-]*://", spec, re.IGNORECASE))
         self.name = f"camera {spec}" if isinstance(spec, int) else f"camera {_redact(spec)!r}"
         self.cap = self._open()
         if not self.cap.isOpened():
@@ -122,8 +128,12 @@ class OpenCVCamera:
             raise CameraError(f"cannot open {self.name} (OpenCV could not open it); {what}")
 
     def _open(self):
-        with _quiet_opencv(self._cv2):  # its own WARN lines would follow our one-line error
-            return self._cv2.VideoCapture(self._spec)
+        cv2 = self._cv2
+        with _quiet_opencv(cv2):  # its own WARN lines would follow our one-line error
+            if self.is_stream and _ffmpeg_backend(cv2):  # FFmpeg takes the timeouts (other backends refuse them)
+                return cv2.VideoCapture(self._spec, cv2.CAP_ANY, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_OPEN_TIMEOUT_MS,
+                                                                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_READ_TIMEOUT_MS])
+            return cv2.VideoCapture(self._spec)
 
     def read(self) -> np.ndarray:
         reopened = ""
@@ -136,7 +146,8 @@ class OpenCVCamera:
                 self._misses += 1
                 raise FrameError("reopening it failed")
             reopened = " (after reopening it)"
-        ok, frame = self.cap.read()
+        with _quiet_opencv(self._cv2):  # "Stream timeout triggered": our warning line says it
+            ok, frame = self.cap.read()
         if not ok or frame is None:
             if self.is_file:  # a file does not come back like an unplugged camera: it has ended
                 raise EndOfStream(self.name)
@@ -149,9 +160,15 @@ class OpenCVCamera:
         self.cap.release()
 
 
+def _ffmpeg_backend(cv2) -> bool:
+    registry = getattr(cv2, "videoio_registry", None)
+    return (hasattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC") and registry is not None
+            and bool(registry.hasBackend(cv2.CAP_FFMPEG)))
+
+
 @contextlib.contextmanager
 def _quiet_opencv(cv2) -> Iterator[None]:
-    """Silence OpenCV's warnings while opening (restored afterwards); a no-op on OpenCVs without it."""
+    """Silence OpenCV's warnings around an open or a read (restored afterwards); a no-op on OpenCVs without it."""
     log = getattr(getattr(cv2, "utils", None), "logging", None)
     if log is None or not hasattr(log, "getLogLevel"):
         yield

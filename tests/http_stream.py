@@ -1,0 +1,49 @@
+"""A local HTTP server that answers each request with a callback: video streams that drop,
+stall or refuse, for the camera tests and benchmarks/soak_runtime.py."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import socketserver
+import threading
+from typing import Callable, Iterator
+
+Respond = Callable[[int, http.server.BaseHTTPRequestHandler], None]
+
+
+def send_video(handler: http.server.BaseHTTPRequestHandler, whole: bytes, upto: int | None = None) -> None:
+    """Headers for all of `whole`, then only its first `upto` bytes (a connection that drops)."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "video/x-msvideo")
+    handler.send_header("Content-Length", str(len(whole)))
+    handler.end_headers()
+    handler.wfile.write(whole[:upto])
+    handler.wfile.flush()
+
+
+@contextlib.contextmanager
+def serve(respond: Respond) -> Iterator[str]:
+    """Yield http://127.0.0.1:PORT/live.avi; `respond(n, handler)` answers the n-th request (from 1)."""
+    count = 0
+    lock = threading.Lock()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            nonlocal count
+            with lock:
+                count += 1
+                n = count
+            respond(n, self)
+
+        def log_message(self, *args):
+            pass
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True  # a stalled response must not hold up the shutdown
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/live.avi"
+    finally:
+        server.shutdown()
+        server.server_close()
