@@ -198,10 +198,16 @@ class PiCamera:
         self.name = f"picamera {index}"
         try:
             self.cam = Picamera2(index)
+        except IndexError:  # Picamera2 indexes its list of cameras
+            raise CameraError(f"no Picamera2 camera {index}; list them with `rpicam-hello --list-cameras`") from None
+        except RuntimeError as exc:
+            raise CameraError(f"cannot open Picamera2 camera {index}: {str(exc).splitlines()[0][:100]}") from None
+        try:
             self.cam.configure(self.cam.create_preview_configuration(main={"format": "RGB888", "size": size}))
             self.cam.start()
-        except (IndexError, RuntimeError) as exc:
-            raise CameraError(f"cannot open Picamera2 camera {index}: {str(exc).splitlines()[0][:100]}") from None
+        except RuntimeError as exc:
+            self.cam.close()
+            raise CameraError(f"cannot start Picamera2 camera {index}: {str(exc).splitlines()[0][:100]}") from None
 
     def read(self) -> np.ndarray:
         try:
