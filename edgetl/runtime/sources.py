@@ -112,7 +112,7 @@ class OpenCVCamera:
 
         self._cv2 = cv2
         self._spec = spec
-        self._misses = 0  # failed reads in a row
+        self._failed = False  # the last read failed: reopen before the next
         self.is_file = isinstance(spec, str) and "://" not in spec and not spec.startswith("/dev/")
         self.is_stream = isinstance(spec, str) and bool(re.match(r"[a-z][a-z0-9+.-]*://", spec, re.IGNORECASE))
         self.name = f"camera {spec}" if isinstance(spec, int) else f"camera {_redact(spec)!r}"
@@ -137,13 +137,12 @@ class OpenCVCamera:
 
     def read(self) -> np.ndarray:
         reopened = ""
-        if self._misses:
+        if self._failed:
             # A capture whose stream dropped or whose device was unplugged never delivers again
             # (cap.read() fails forever); a new one picks up the stream or the re-plugged device.
             self.cap.release()
             self.cap = self._open()
             if not self.cap.isOpened():
-                self._misses += 1
                 raise FrameError("reopening it failed")
             reopened = " (after reopening it)"
         with _quiet_opencv(self._cv2):  # "Stream timeout triggered": our warning line says it
@@ -151,9 +150,9 @@ class OpenCVCamera:
         if not ok or frame is None:
             if self.is_file:  # a file does not come back like an unplugged camera: it has ended
                 raise EndOfStream(self.name)
-            self._misses += 1
+            self._failed = True
             raise FrameError(f"OpenCV returned no frame{reopened}")
-        self._misses = 0
+        self._failed = False
         return frame[:, :, ::-1]  # OpenCV delivers BGR
 
     def close(self) -> None:
