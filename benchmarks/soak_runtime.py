@@ -50,6 +50,20 @@ def sampled(items, every: int, samples: list):
         yield item
 
 
+def sample_reads(cam, step: int, samples: list) -> None:
+    """Make cam.read append the RSS to `samples` before every `step`-th read (the 0th included)."""
+    real_read, reads = cam.read, 0
+
+    def read():
+        nonlocal reads
+        if reads % step == 0:
+            samples.append(round(rss_mb(), 2))
+        reads += 1
+        return real_read()
+
+    cam.read = read
+
+
 class SimCamera:
     name = "simulated camera"
 
@@ -104,28 +118,18 @@ def stream_soak(pred, frames: int) -> dict:
         return {"skipped": "opencv-python-headless is not installed"}
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg would print each drop
     samples: list[float] = []
-    warmup = None  # the first sample after two reopens: the first one allocates FFmpeg's buffers for good
+    step = every(frames, 250)
+    # growth from the first sample after two reopens: the first reopen allocates FFmpeg's buffers for good
+    warmup = -(-2 * STREAM_CLIP_FRAMES // step)
     with dropping_stream() as url:
         cam = sources.OpenCVCamera(url)
-        real_read, step = cam.read, every(frames, 250)
-        reads = 0
-
-        def read():
-            nonlocal reads, warmup
-            reads += 1
-            if reads % step == 0:
-                if warmup is None and reads >= 2 * STREAM_CLIP_FRAMES:
-                    warmup = len(samples)
-                samples.append(round(rss_mb(), 2))
-            return real_read()
-
-        cam.read = read
+        sample_reads(cam, step, samples)
         t0 = time.perf_counter()
         with open(os.devnull, "w") as devnull:
             summary = runner.run_camera(pred, cam, devnull, devnull, max_frames=frames, fps_every=0,
                                         sleep=lambda s: None)
     return {"frames": summary.ok, "reopens": summary.failed_reads, "seconds": round(time.perf_counter() - t0, 1),
-            "rss_mb_samples": samples, "rss_growth_mb_after_warmup": growth(samples, warmup or 1)}
+            "rss_mb_samples": samples, "rss_growth_mb_after_warmup": growth(samples, warmup)}
 
 
 def positive(text: str) -> int:
@@ -166,15 +170,7 @@ def main() -> None:
 
     cam_samples: list[float] = []
     cam = SimCamera()
-    real_read = cam.read
-    cam_every = every(args.frames, 250)
-
-    def read():
-        if cam.n % cam_every == 0:
-            cam_samples.append(round(rss_mb(), 2))
-        return real_read()
-
-    cam.read = read
+    sample_reads(cam, every(args.frames, 250), cam_samples)
     t0 = time.perf_counter()
     summary = runner.run_camera(pred, cam, devnull, devnull, max_frames=args.frames, fps_every=0,
                                 sleep=lambda s: None)
