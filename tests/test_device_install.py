@@ -1,9 +1,10 @@
 """The device install README and device/ document: one pip command, the runtime only.
 
 A wheel of this checkout is built once. Fresh venvs (no system site-packages, so nothing of
-the workstation leaks in) install `<wheel>[litert]` and `<wheel>[onnx]` (the latter
-under Python 3.10, JetPack 6's, when there is one), and the wheel with the older tflite-runtime. Each must hold no package of the training side and
-classify an image with the label and score the workstation gets. device/install.sh is run for
+the workstation leaks in) install `<wheel>[litert]` and `<wheel>[onnx]` (the latter under
+Python 3.10, JetPack 6's, when there is one), and the wheel with the older tflite-runtime.
+Each must hold no package of the training side and classify an image with the label and
+score the workstation gets. device/install.sh is run for
 real, and the systemd unit it fills in passes `systemd-analyze verify` without a warning.
 
 These tests install from the package registry; they skip, saying so, when it cannot be reached.
@@ -54,6 +55,12 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
+def fresh_venv(venv: Path, *requirements, python=sys.executable) -> subprocess.CompletedProcess:
+    """A venv with no system site-packages at `venv`, then pip install `requirements` into it: pip's result."""
+    assert _run([python, "-m", "venv", "--clear", venv], timeout=120).returncode == 0
+    return _run([venv / "bin/python", *PIP, "install", "--quiet", *requirements])
+
+
 def installed(python: Path) -> dict[str, str]:
     done = _run([python, *PIP, "list", "--format", "json"], timeout=120)
     assert done.returncode == 0, done.stderr
@@ -84,8 +91,7 @@ def device_venv(wheel, tmp_path_factory):
         if extra not in made:
             python = (find_python310() if extra == "onnx" else None) or sys.executable  # one of the two under JetPack 6's Python 3.10
             venv = tmp_path_factory.mktemp(f"venv_{extra}")
-            assert _run([python, "-m", "venv", "--clear", venv], timeout=120).returncode == 0
-            done = _run([venv / "bin/python", *PIP, "install", "--quiet", f"{wheel}[{extra}]"])
+            done = fresh_venv(venv, f"{wheel}[{extra}]", python=python)
             assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
             made[extra] = venv
         return made[extra]
@@ -150,8 +156,7 @@ def test_older_tflite_runtime_wheel_runs_bundles_and_numpy2_is_one_error(wheel, 
     from edgetl.runtime import runner
 
     venv = tmp_path / "venv_tflite_runtime"
-    assert _run([sys.executable, "-m", "venv", venv], timeout=120).returncode == 0
-    done = _run([venv / "bin/python", *PIP, "install", "--quiet", wheel, "tflite-runtime", "numpy<2"])
+    done = fresh_venv(venv, wheel, "tflite-runtime", "numpy<2")
     if done.returncode != 0 and "No matching distribution found for tflite-runtime" in done.stderr:
         pytest.skip(f"no tflite-runtime wheel for Python {sys.version_info[0]}.{sys.version_info[1]} on this platform")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
