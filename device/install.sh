@@ -34,9 +34,11 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
+need_bundle() { [[ -f "$1/manifest.json" ]] || die "$1 is not an edgetl bundle (no manifest.json)"; }
+
 # The unit with @VENV@, @BUNDLE@ and @USER@ filled in; $1 = the bundle folder.
 unit() {
-  [[ -f "$1/manifest.json" ]] || die "$1 is not an edgetl bundle (no manifest.json)"
+  need_bundle "$1"
   [[ "$(realpath "$1")$(realpath -m "$VENV")" != *[[:space:]]* ]] || die "the unit cannot hold paths with spaces: move the bundle / venv"
   sed -e "s|@VENV@|$(realpath -m "$VENV")|g" -e "s|@BUNDLE@|$(realpath "$1")|g" -e "s|@USER@|$(id -un)|g" "$HERE/edgetl-classifier.service"
 }
@@ -49,8 +51,7 @@ if [[ -z "$SPEC" ]]; then
   [[ -f "$REPO/pyproject.toml" ]] || die "no edgetl checkout around $HERE; pass --from edgetl-<version>-py3-none-any.whl[$EXTRA]"
   SPEC="$REPO[$EXTRA]"
 fi
-[[ -z "$SERVICE_BUNDLE" || -f "$SERVICE_BUNDLE/manifest.json" ]] \
-  || die "$SERVICE_BUNDLE is not an edgetl bundle (no manifest.json)"
+[[ -z "$SERVICE_BUNDLE" ]] || need_bundle "$SERVICE_BUNDLE"  # before the minutes of pip install
 
 "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \
   || die "Python >= 3.10 needed (found $("$PY" --version 2>&1))"
