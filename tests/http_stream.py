@@ -1,5 +1,5 @@
 """A local HTTP server that answers each request with a callback: video streams that drop,
-stall or refuse, for the camera tests and benchmarks/soak_runtime.py."""
+stall, refuse or run in real time, for the camera tests and benchmarks/soak_runtime.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import contextlib
 import http.server
 import socketserver
 import threading
-from typing import Callable, Iterator
+import time
+from typing import Callable, Iterator, Sequence
 
 Respond = Callable[[int, http.server.BaseHTTPRequestHandler], None]
 
@@ -20,6 +21,25 @@ def send_video(handler: http.server.BaseHTTPRequestHandler, whole: bytes, upto: 
     handler.end_headers()
     handler.wfile.write(whole[:upto])
     handler.wfile.flush()
+
+
+def send_mjpeg(handler: http.server.BaseHTTPRequestHandler, jpegs: Sequence[bytes], fps: float,
+               sent: list[int]) -> None:
+    """A live MJPEG stream (multipart/x-mixed-replace, as IP cameras serve it): the JPEGs at
+    `fps` in real time; `sent[0]` is the number of frames sent so far. Ends when the client goes."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+    handler.end_headers()
+    start = time.perf_counter()
+    for i, jpeg in enumerate(jpegs):
+        part = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(jpeg), jpeg)
+        try:
+            handler.wfile.write(part)
+            handler.wfile.flush()
+        except OSError:
+            return
+        sent[0] = i + 1
+        time.sleep(max(0.0, start + (i + 1) / fps - time.perf_counter()))
 
 
 @contextlib.contextmanager

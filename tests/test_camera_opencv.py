@@ -19,8 +19,8 @@ cv2 = pytest.importorskip("cv2")
 
 from edgetl.cli import main  # noqa: E402
 from edgetl.runtime import runner, sources  # noqa: E402
-from edgetl.runtime.sources import CameraError, OpenCVCamera, Retry, frames, open_camera  # noqa: E402
-from http_stream import send_video, serve  # noqa: E402
+from edgetl.runtime.sources import CameraError, LatestFrame, OpenCVCamera, Retry, frames, open_camera  # noqa: E402
+from http_stream import send_mjpeg, send_video, serve  # noqa: E402
 
 RED, BLUE = 5, 3  # frames of each colour in the clip, red first
 SIDE = 64
@@ -208,19 +208,25 @@ def run_flaky_stream(bundle, url) -> tuple[list[str], str]:
 
     out, err = io.StringIO(), io.StringIO()
     cam = open_camera(url)
-    assert isinstance(cam, OpenCVCamera) and cam.is_stream and not cam.is_file
+    assert isinstance(cam, LatestFrame) and cam.source.is_stream and not cam.source.is_file
     with pytest.raises(CameraError, match="delivered no frame 3 times in a row"):
         runner.run_camera(runner.open_predictor(bundle, "tflite-int8"), cam, out, err, as_json=True,
                           retry=Retry(max_failures=3, first_wait=0.0))
     return [row["label"] for row in json_lines(out.getvalue())], err.getvalue()
 
 
+def assert_red_then_blue(labels: list[str]) -> None:
+    """Red frames from the connection that broke off, then blue ones from the reopened one (frames
+    the classifier was too slow for are skipped: the camera hands out its newest)."""
+    reds, blues = labels.count("red"), labels.count("blue")
+    assert 0 < reds < 40 and 0 < blues <= BLUE and labels == ["red"] * reds + ["blue"] * blues, labels
+
+
 def test_a_dropped_stream_is_reopened_and_frames_go_on(bundle, tmp_path):
     """cv2.VideoCapture never delivers again after its stream drops; the camera reopens it."""
     with serve_flaky_stream(tmp_path) as (url, connections):
         labels, err = run_flaky_stream(bundle, url)
-    reds = labels.count("red")
-    assert 0 < reds < 40 and labels == ["red"] * reds + ["blue"] * BLUE, labels  # the blue clip came over the new connection
+    assert_red_then_blue(labels)
     assert len(connections) == 4  # the drop, the reopen that worked, two refused reopens
     # the drop (the counter restarts once the reopened stream delivers), the end of the blue clip, two failed reopens
     failures = [line.split("failed (", 1)[1] for line in err.splitlines() if line.startswith("warning:")]
@@ -238,8 +244,73 @@ def test_a_stalled_stream_times_out_and_is_reopened(bundle, tmp_path, monkeypatc
         start = time.monotonic()
         labels, err = run_flaky_stream(bundle, url)
         seconds = time.monotonic() - start
-    reds = labels.count("red")
-    assert 0 < reds < 40 and labels == ["red"] * reds + ["blue"] * BLUE, labels
+    assert_red_then_blue(labels)
     assert seconds < 20, seconds  # 30+ without the timeout
     assert "1 in a row): OpenCV returned no frame" in err
     assert "Stream timeout" not in capfd.readouterr().err  # OpenCV's own warning (on fd 2) is kept quiet; ours says it
+
+
+def numbered_jpeg(n: int) -> bytes:
+    """A flat frame whose red and green levels spell n (0-255) in base 16, robust to JPEG loss."""
+    import io
+
+    pixels = np.zeros((48, 64, 3), np.uint8)
+    pixels[..., 0], pixels[..., 1] = (n // 16) * 16 + 8, (n % 16) * 16 + 8
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def frame_number(rgb: np.ndarray) -> int:
+    return int(rgb[..., 0].mean()) // 16 * 16 + int(rgb[..., 1].mean()) // 16
+
+
+def test_a_slow_classifier_gets_the_newest_frame_of_a_live_stream():
+    """An MJPEG camera at 25 fps, classified at 5 fps. Read in order, the frames fall further behind
+    with every read (frame 14 when the camera is at 72); through LatestFrame each is the newest."""
+    import time
+
+    sent = [0]
+    with serve(lambda n, handler: send_mjpeg(handler, [numbered_jpeg(i) for i in range(256)], 25, sent)) as url:
+        cam = open_camera(url.replace("live.avi", "cam.mjpg"))
+        assert isinstance(cam, LatestFrame) and cam.source.is_stream
+        behind = []
+        try:
+            for _ in range(12):
+                number = frame_number(cam.read())
+                behind.append(sent[0] - 1 - number)
+                time.sleep(0.2)  # classifying
+        finally:
+            cam.close()
+    assert max(behind[2:]) <= 3, behind  # in order it grows by 4 frames a read
+    assert cam.skipped >= 30 and not cam._thread.is_alive()
+
+
+def test_ctrl_c_stops_a_live_stream_cleanly(bundle):
+    """A real SIGINT to `edgetl run --camera URL` while its reader thread is busy with the stream:
+    a clean stop (exit 0, the summary line), promptly."""
+    import select
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    jpegs = [numbered_jpeg(i % 256) for i in range(750)]  # 30 s at 25 fps
+    with serve(lambda n, handler: send_mjpeg(handler, jpegs, 25, [0])) as url:
+        proc = subprocess.Popen([sys.executable, "-c", "from edgetl.cli import main; main()", "run", str(bundle),
+                                 "--camera", url.replace("live.avi", "cam.mjpg"), "--json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], 60)
+            assert ready, "no frame classified within 60 s"
+            assert json.loads(proc.stdout.readline())["frame"] == 1
+            proc.send_signal(signal.SIGINT)
+            start = time.monotonic()
+            _, err = proc.communicate(timeout=30)
+            seconds = time.monotonic() - start
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped (Ctrl-C)" in err and "summary:" in err and "Traceback" not in err, err
+    assert seconds < 5, seconds

@@ -6,6 +6,8 @@ import io
 import json
 import os
 import struct
+import threading
+import time
 import zlib
 
 import numpy as np
@@ -17,7 +19,7 @@ from bundle_fixture import OFFSET, SCALE, SIZE, colour_image, make_dataset
 from edgetl.cli import main
 from edgetl.errors import ModelError
 from edgetl.runtime import interpreter, runner, sources
-from edgetl.runtime.sources import CameraError, FrameError, Retry
+from edgetl.runtime.sources import CameraError, EndOfStream, FrameError, LatestFrame, Retry
 
 
 @pytest.fixture
@@ -353,6 +355,89 @@ def test_camera_cli_and_missing_camera(bundle, monkeypatch):
     res = cli("run", bundle, "--camera", "0")
     assert res.exit_code == 2 and "no camera library installed" in res.stderr
     assert "Picamera2" in cli("run", bundle, "--camera", "picamera").stderr
+
+
+class NumberedCamera:
+    """Frame n is filled with n. Each read waits for a permit, or runs free (1 ms a frame) once `free` is set."""
+
+    def __init__(self, fail=(), end_at=None):
+        self.name, self.reads, self.closed, self.free = "numbered", 0, False, False
+        self.fail, self.end_at = set(fail), end_at
+        self.permits = threading.Semaphore(0)
+
+    def read(self):
+        if self.free:
+            time.sleep(0.001)
+        else:
+            self.permits.acquire()
+        self.reads += 1
+        if self.reads == self.end_at:
+            raise EndOfStream(self.name)
+        if self.reads in self.fail:
+            raise FrameError(f"read {self.reads} failed")
+        return np.full((64, 64, 3), (self.reads % 256, 0, 0), np.uint8)
+
+    def close(self):
+        self.closed = True
+
+
+def wait_until(condition, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_latest_frame_hands_out_only_the_newest_frame():
+    """Frames that arrive while one is being classified replace each other, none twice."""
+    cam = NumberedCamera()
+    latest = LatestFrame(cam)
+    cam.permits.release(5)
+    wait_until(lambda: latest.skipped == 4)  # frames 1-4 replaced, 5 waiting
+    assert latest.read()[0, 0, 0] == 5
+    cam.permits.release(1)
+    assert latest.read()[0, 0, 0] == 6  # waits for a new frame: never frame 5 again
+    assert (cam.reads, latest.skipped) == (6, 4)
+    cam.free = True
+    cam.permits.release(1)
+    latest.close()
+    assert cam.closed and not latest._thread.is_alive()
+
+
+def test_latest_frame_retries_only_when_asked():
+    """A failed read reaches read() in order, after the frame before it; the thread reads again only
+    when read() is next called, so frames()'s backoff still spaces the retries."""
+    cam = NumberedCamera(fail={2}, end_at=4)
+    latest = LatestFrame(cam)
+    cam.permits.release(2)
+    wait_until(lambda: cam.reads == 2)
+    assert latest.read()[0, 0, 0] == 1
+    with pytest.raises(FrameError, match="read 2 failed"):
+        latest.read()
+    cam.permits.release(2)
+    time.sleep(0.2)
+    assert cam.reads == 2  # paused after the failure until the next read()
+    assert latest.read()[0, 0, 0] == 3
+    wait_until(lambda: cam.reads == 4)
+    for _ in range(2):  # the end of a stream stays the end
+        with pytest.raises(EndOfStream):
+            latest.read()
+    latest.close()
+    assert cam.closed
+
+
+def test_camera_run_reports_the_frames_it_skipped(bundle):
+    cam = NumberedCamera()
+    latest = LatestFrame(cam)
+    cam.permits.release(10)
+    wait_until(lambda: latest.skipped == 9)  # the camera ran ahead of the classifier
+    cam.free = True
+    cam.permits.release(1)
+    out, err = io.StringIO(), io.StringIO()
+    summary = runner.run_camera(runner.open_predictor(bundle, "tflite-int8"), latest, out, err, max_frames=5)
+    assert summary.ok == 5 and cam.closed
+    assert summary.skipped >= 9 and cam.reads >= 5 + summary.skipped
+    assert f"0 failed reads, {summary.skipped} older frames skipped" in err.getvalue()
 
 
 def test_bench_reports_every_number(bundle, data):

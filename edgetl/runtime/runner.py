@@ -158,6 +158,7 @@ class Summary:
     ok: int = 0
     failed: int = 0
     failed_reads: int = 0
+    skipped: int = 0  # camera frames replaced by a newer one while the last was classified
     seconds: float = 0.0
 
     @property
@@ -198,6 +199,10 @@ def run_paths(predictor: Predictor, items: Iterable[PathItem], out: TextIO, err:
     return summary
 
 
+def _skipped(summary: Summary) -> str:
+    return f", {summary.skipped} older frames skipped" if summary.skipped else ""
+
+
 def run_camera(predictor: Predictor, source: FrameSource, out: TextIO, err: TextIO, k: int = 1,
                as_json: bool = False, max_frames: int | None = None, fps_every: float = 10.0,
                retry: Retry = Retry(), sleep: Callable[[float], None] = time.sleep,
@@ -227,8 +232,9 @@ def run_camera(predictor: Predictor, source: FrameSource, out: TextIO, err: Text
                   file=out, flush=True)
             now = clock()
             if fps_every and now - last_report >= fps_every:
+                summary.skipped = getattr(source, "skipped", 0)
                 print(f"fps: {frames_since / (now - last_report):.1f} ({summary.ok} frames, "
-                      f"{summary.failed_reads} failed reads)", file=err, flush=True)
+                      f"{summary.failed_reads} failed reads{_skipped(summary)})", file=err, flush=True)
                 last_report, frames_since = now, 0
     except KeyboardInterrupt:
         print("stopped (Ctrl-C)", file=err, flush=True)
@@ -237,9 +243,10 @@ def run_camera(predictor: Predictor, source: FrameSource, out: TextIO, err: Text
     finally:
         source.close()
         summary.seconds = clock() - start
+        summary.skipped = getattr(source, "skipped", 0)
     rate = summary.ok / summary.seconds if summary.seconds > 0 else 0.0
     print(f"summary: {summary.ok} frames in {summary.seconds:.1f} s ({rate:.1f} fps), "
-          f"{summary.failed} failed, {summary.failed_reads} failed reads", file=err, flush=True)
+          f"{summary.failed} failed, {summary.failed_reads} failed reads{_skipped(summary)}", file=err, flush=True)
     if gone is not None:
         raise gone
     return summary

@@ -18,6 +18,7 @@ import importlib.util
 import os
 import re
 import sys
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -159,6 +160,89 @@ class OpenCVCamera:
         self.cap.release()
 
 
+class LatestFrame:
+    """A live source read on its own thread, handing out only the newest frame.
+
+    A camera keeps producing frames whether or not the classifier keeps up. Read in order, a
+    stream falls further behind with every frame: at 5 classifications a second, a 25 fps RTSP
+    camera is a minute behind after 75 s. A V4L2 camera's queue holds frames several
+    classifications old. Here, frames that arrive while one is being classified replace each
+    other (`skipped` counts them), and reading overlaps classifying.
+
+    After a failed read the thread waits until `read()` is called again, so the retries and
+    their backoff stay in `frames()`. Picamera2 needs none of this: it keeps only its newest
+    completed frame.
+    """
+
+    def __init__(self, source: FrameSource, join_timeout: float = 6.0):
+        self.source = source
+        self.name = source.name
+        self.skipped = 0  # frames replaced by a newer one before they were handed out
+        self._join_timeout = join_timeout  # longer than a stream read may block (STREAM_READ_TIMEOUT_MS)
+        self._cond = threading.Condition()
+        self._frame: np.ndarray | None = None
+        self._error: BaseException | None = None
+        self._paused = False  # after an error, until the next read() asks again
+        self._stop = False
+        self._done = False  # the thread has ended (the source ended, or close())
+        self._thread = threading.Thread(target=self._read_forever, name=f"edgetl {self.name}", daemon=True)
+        self._thread.start()
+
+    def _read_forever(self) -> None:
+        try:
+            self._read_until_stopped()
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def _read_until_stopped(self) -> None:
+        while True:
+            frame, error = None, None
+            try:
+                frame = self.source.read()
+            except BaseException as exc:  # FrameError, EndOfStream, or a bug: all go to read()
+                error = exc
+            with self._cond:
+                if self._stop:
+                    return
+                if error is None:
+                    if self._frame is not None:
+                        self.skipped += 1
+                    self._frame = frame
+                else:
+                    self._error, self._paused = error, True
+                self._cond.notify_all()
+                while self._paused and not self._stop:
+                    self._cond.wait()
+                if self._stop or isinstance(error, EndOfStream):
+                    return
+
+    def read(self) -> np.ndarray:
+        with self._cond:
+            while True:
+                if self._frame is not None:
+                    frame, self._frame = self._frame, None
+                    return frame
+                if self._error is not None:
+                    error, self._error = self._error, None
+                    raise error
+                if self._paused:  # the error was seen; let the thread try again
+                    self._paused = False
+                    self._cond.notify_all()
+                if self._done:
+                    raise EndOfStream(self.name)
+                self._cond.wait()
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(self._join_timeout)
+        if not self._thread.is_alive():  # else it is stuck in a read: releasing under it could crash
+            self.source.close()          # OpenCV, and the process exit frees the device anyway
+
+
 def _ffmpeg_backend(cv2) -> bool:
     registry = getattr(cv2, "videoio_registry", None)
     return (hasattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC") and registry is not None
@@ -232,6 +316,7 @@ def open_camera(spec: str) -> FrameSource:
 
     N -> OpenCV device N (or Picamera2 camera N without OpenCV); `picamera` -> Picamera2;
     a device path, a video file or a URL with '://' -> OpenCV (needs opencv-python-headless).
+    Live OpenCV sources come wrapped in LatestFrame; a video file is read frame by frame.
     """
     if spec == "picamera":
         if not _has("picamera2"):
@@ -243,7 +328,7 @@ def open_camera(spec: str) -> FrameSource:
     except ValueError:
         return _open_by_name(spec)
     if _has("cv2"):
-        return OpenCVCamera(index)
+        return LatestFrame(OpenCVCamera(index))
     if _has("picamera2"):
         print(f"note: OpenCV is not installed; using Picamera2 camera {index}", file=sys.stderr)
         return PiCamera(index)
@@ -264,7 +349,8 @@ def _open_by_name(spec: str) -> FrameSource:
     if not _has("cv2"):
         raise CameraError(f"--camera {shown!r} needs OpenCV: `pip install opencv-python-headless` "
                           "(the `camera` extra)")
-    return OpenCVCamera(spec)
+    camera = OpenCVCamera(spec)
+    return camera if camera.is_file else LatestFrame(camera)  # a file's every frame, a live source's newest
 
 
 @dataclass(frozen=True)
