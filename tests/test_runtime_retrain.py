@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -11,13 +12,15 @@ import textwrap
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from bundle_fixture import fresh_bundle, make_dataset
 from edgetl.cli import main
-from edgetl.runtime import headstore, runner
+from edgetl.runtime import headstore, runner, sources
 from edgetl.runtime.atomic import sha256_file
 from edgetl.runtime.bundle import load_bundle
-from edgetl.runtime.retrain import RetrainConfig, stratified_split, train_head
+from edgetl.errors import BundleError
+from edgetl.runtime.retrain import RetrainConfig, stratified_split, train_head, update_head
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +84,62 @@ def test_accepts_better_head_refuses_worse_and_caches_features(bundle, datasets)
     assert "20 new, 30 cached" in res.stdout  # old data (cached) is trained on as well
     assert pointer(bundle)["previous"]["file"] == record["file"]
     assert sha256_file(bundle / "head.npz") == original
+
+
+class GreenCamera:
+    """The dataset's green images as camera frames; before frame n it runs `actions[n]()`."""
+
+    def __init__(self, folder, actions):
+        self.name, self.reads, self.actions = "green camera", 0, actions
+        self.frames = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.iterdir())]
+
+    def read(self):
+        self.reads += 1
+        if self.reads in self.actions:
+            self.actions[self.reads]()
+        return self.frames[self.reads % len(self.frames)]
+
+    def close(self):
+        pass
+
+
+def swap_in_green(bundle, datasets):
+    update_head(bundle, RetrainConfig(data=str(datasets["three"]), allow_new_classes=True), err=io.StringIO())
+
+
+def test_a_running_camera_picks_up_the_head_swapped_in(bundle, datasets, monkeypatch):
+    """`edgetl run --camera` as a service: update-head and rollback-head while it runs take effect
+    from the next frame, without a restart."""
+    camera = GreenCamera(datasets["three"] / "green", {
+        4: lambda: swap_in_green(bundle, datasets),
+        8: lambda: headstore.rollback(load_bundle(bundle))})
+    monkeypatch.setattr(runner, "HEAD_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr(sources, "open_camera", lambda spec: camera)
+    res = cli("run", bundle, "--camera", "0", "--json", "--max-frames", "11")
+    assert res.exit_code == 0, res.output
+    labels = [json.loads(line)["label"] for line in res.stdout.splitlines()]
+    # frames 1-4 by the exported fused model (no "green" class), 5-8 by the new head, 9-11 by the fused model again
+    assert len(labels) == 11 and "green" not in labels[:4] + labels[8:] and labels[4:8] == ["green"] * 4, labels
+    notes = [line for line in res.stderr.splitlines() if line.startswith("note: head changed")]
+    assert len(notes) == 2 and "base-tflite-int8, classes: blue, red, green" in notes[0], res.stderr
+    assert "now using fused model (tflite-int8, classes: blue, red)" in notes[1], res.stderr
+
+
+def test_a_head_that_cannot_be_opened_leaves_the_running_one(bundle, datasets):
+    def swap_in_a_head_whose_base_is_broken():
+        swap_in_green(bundle, datasets)
+        (bundle / "base_tflite_int8.tflite").write_bytes(b"not a model")
+
+    camera = GreenCamera(datasets["three"] / "green", {2: swap_in_a_head_whose_base_is_broken})
+    watch = runner.HeadWatch(bundle, None, None, every=0.0)
+    predictor = runner.open_predictor(bundle)
+    out, err = io.StringIO(), io.StringIO()
+    summary = runner.run_camera(predictor, camera, out, err, as_json=True, max_frames=4, fps_every=0,
+                                head_watch=watch)
+    assert summary.ok == 4 and pointer(bundle) is not None
+    assert "green" not in [json.loads(line)["label"] for line in out.getvalue().splitlines()]
+    assert "warning: the bundle's head changed but cannot be used (" in err.getvalue()
+    assert "still using fused model" in err.getvalue()
 
 
 def test_rollback_chain_and_corrupt_head_fallback(bundle, datasets, capsys):

@@ -41,10 +41,12 @@ def run_cmd(ctx, bundle, sources, top_k, threads, fmt, as_json, camera, max_fram
         raise ConfigError("give images, folders, globs or '-' (paths on stdin), or --camera N|picamera|/dev/videoN|FILE|URL")
     if camera is not None and sources:
         raise ConfigError("use either image SOURCEs or --camera, not both")
+    head_watch = runner.HeadWatch(bundle, fmt, threads)  # before opening: a head swapped in meanwhile is seen
     predictor = runner.open_predictor(bundle, fmt, threads)
     if camera is not None:
         source = src.open_camera(camera)
-        runner.run_camera(predictor, source, sys.stdout, sys.stderr, top_k, as_json, max_frames, fps_every)
+        runner.run_camera(predictor, source, sys.stdout, sys.stderr, top_k, as_json, max_frames, fps_every,
+                          head_watch=head_watch)
         return
     summary = runner.run_paths(predictor, src.iter_paths(sources), sys.stdout, sys.stderr, top_k, as_json)
     if summary.failed:

@@ -15,12 +15,13 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, TextIO
 
 import numpy as np
 from PIL import Image
 
-from edgetl.errors import BundleError, ImageError
+from edgetl.errors import BundleError, EdgetlError, ImageError
 from edgetl.runtime import headstore, interpreter
 from edgetl.runtime.bundle import Bundle, load_bundle
 from edgetl.runtime.image import load_rgb
@@ -135,6 +136,59 @@ def open_predictor(bundle_dir, fmt: str | None = None, threads: int | None = Non
     return Predictor(bundle, chosen, model, None, "fused model", bundle.classes)
 
 
+# Seconds between checks (one stat() each) for a head swapped in by update-head / rollback-head.
+HEAD_CHECK_SECONDS = 2.0
+
+
+class HeadWatch:
+    """Lets a running camera pick up a head that `update-head` or `rollback-head` swapped in.
+
+    A service classifying a camera should not need a restart to use the head just retrained
+    on the device. The head pointer is replaced atomically (a new inode each time), so a
+    change means a complete new head; checking is one stat() every `every` seconds. The new
+    predictor is opened in full before it replaces the running one, and if it cannot be
+    opened the running one goes on (with a warning). Create it before opening the predictor,
+    so a swap in between is not missed.
+    """
+
+    def __init__(self, bundle_dir, fmt: str | None, threads: int | None, every: float | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.bundle_dir, self.fmt, self.threads, self.clock = bundle_dir, fmt, threads, clock
+        self.pointer = Path(bundle_dir) / headstore.HEADS_DIR / headstore.POINTER
+        self.every = HEAD_CHECK_SECONDS if every is None else every
+        self._state = self._pointer_state()
+        self._next = clock() + self.every
+
+    def _pointer_state(self) -> tuple | None:
+        try:
+            info = os.stat(self.pointer)
+        except FileNotFoundError:
+            return None  # the exported head
+        except OSError as exc:
+            return ("unreadable", exc.errno)
+        return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+    def check(self, predictor: Predictor, err: TextIO) -> Predictor:
+        """The predictor to use from now on: `predictor`, or a new one if the head changed."""
+        now = self.clock()
+        if now < self._next:
+            return predictor
+        self._next = now + self.every
+        state = self._pointer_state()
+        if state == self._state:
+            return predictor
+        self._state = state
+        try:
+            new = open_predictor(self.bundle_dir, self.fmt, self.threads)
+        except EdgetlError as exc:
+            print(f"warning: the bundle's head changed but cannot be used ({exc}); "
+                  f"still using {predictor.head_description}", file=err, flush=True)
+            return predictor
+        print(f"note: head changed; now using {new.head_description} ({new.fmt}, classes: "
+              f"{', '.join(new.classes)})", file=err, flush=True)
+        return new
+
+
 # ---------------------------------------------------------------------------------- output
 def top_k(probs: np.ndarray, classes: list[str], k: int) -> list[dict]:
     order = np.argsort(-probs, kind="stable")[: max(1, k)]
@@ -206,8 +260,11 @@ def _skipped(summary: Summary) -> str:
 def run_camera(predictor: Predictor, source: FrameSource, out: TextIO, err: TextIO, k: int = 1,
                as_json: bool = False, max_frames: int | None = None, fps_every: float = 10.0,
                retry: Retry = Retry(), sleep: Callable[[float], None] = time.sleep,
-               clock: Callable[[], float] = time.perf_counter) -> Summary:
-    """Classify frames until max_frames, Ctrl-C (a clean stop) or a camera gone for good (CameraError)."""
+               clock: Callable[[], float] = time.perf_counter, head_watch: HeadWatch | None = None) -> Summary:
+    """Classify frames until max_frames, Ctrl-C (a clean stop) or a camera gone for good (CameraError).
+
+    With `head_watch`, a head swapped in meanwhile (update-head, rollback-head) is used from the next frame.
+    """
     summary = Summary()
     start = last_report = clock()
     frames_since = 0
@@ -230,6 +287,8 @@ def run_camera(predictor: Predictor, source: FrameSource, out: TextIO, err: Text
             frames_since += 1
             print(format_result("frame", number, probs, predictor.classes, k, (clock() - t0) * 1000.0, as_json),
                   file=out, flush=True)
+            if head_watch is not None:
+                predictor = head_watch.check(predictor, err)
             now = clock()
             if fps_every and now - last_report >= fps_every:
                 summary.skipped = getattr(source, "skipped", 0)
