@@ -8,7 +8,7 @@
 2. `run_camera` over a simulated 640x480 camera that also fails now and then;
 3. `run_camera` over a real OpenCV capture of a local HTTP video stream that drops after about
    30 frames on every connection, so the capture is reopened every ~30 frames, read on its own
-   thread (LatestFrame) as `edgetl run --camera URL` reads it (needs opencv-python-headless).
+   thread (ThreadedCamera) as `edgetl run --camera URL` reads it (needs opencv-python-headless).
 RSS (VmRSS) is sampled along the way; growth = last sample - sample after warm-up. Target < 5 MB.
 """
 
@@ -126,7 +126,7 @@ def stream_soak(pred, frames: int) -> dict:
         sample_reads(cam, step, samples)
         t0 = time.perf_counter()
         with open(os.devnull, "w") as devnull:  # as `edgetl run --camera URL` reads it: newest frame, own thread
-            summary = runner.run_camera(pred, sources.LatestFrame(cam), devnull, devnull, max_frames=frames,
+            summary = runner.run_camera(pred, sources.ThreadedCamera(cam), devnull, devnull, max_frames=frames,
                                         fps_every=0, sleep=lambda s: None)
     return {"frames": summary.ok, "older_frames_skipped": summary.skipped, "reopens": summary.failed_reads,
             "seconds": round(time.perf_counter() - t0, 1), "rss_mb_samples": samples,

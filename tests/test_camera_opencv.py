@@ -19,7 +19,7 @@ cv2 = pytest.importorskip("cv2")
 
 from edgetl.cli import main  # noqa: E402
 from edgetl.runtime import runner, sources  # noqa: E402
-from edgetl.runtime.sources import CameraError, LatestFrame, OpenCVCamera, Retry, frames, open_camera  # noqa: E402
+from edgetl.runtime.sources import CameraError, OpenCVCamera, Retry, ThreadedCamera, frames, open_camera  # noqa: E402
 from http_stream import send_mjpeg, send_video, serve  # noqa: E402
 
 RED, BLUE = 5, 3  # frames of each colour in the clip, red first
@@ -208,7 +208,7 @@ def run_flaky_stream(bundle, url) -> tuple[list[str], str]:
 
     out, err = io.StringIO(), io.StringIO()
     cam = open_camera(url)
-    assert isinstance(cam, LatestFrame) and cam.source.is_stream and not cam.source.is_file
+    assert isinstance(cam, ThreadedCamera) and cam.source.is_stream and not cam.source.is_file
     with pytest.raises(CameraError, match="delivered no frame 3 times in a row"):
         runner.run_camera(runner.open_predictor(bundle, "tflite-int8"), cam, out, err, as_json=True,
                           retry=Retry(max_failures=3, first_wait=0.0))
@@ -267,13 +267,13 @@ def frame_number(rgb: np.ndarray) -> int:
 
 def test_a_slow_classifier_gets_the_newest_frame_of_a_live_stream():
     """An MJPEG camera at 25 fps, classified at 5 fps. Read in order, the frames fall further behind
-    with every read (frame 14 when the camera is at 72); through LatestFrame each is the newest."""
+    with every read (frame 14 when the camera is at 72); through ThreadedCamera each is the newest."""
     import time
 
     sent = [0]
     with serve(lambda n, handler: send_mjpeg(handler, [numbered_jpeg(i) for i in range(256)], 25, sent)) as url:
         cam = open_camera(url.replace("live.avi", "cam.mjpg"))
-        assert isinstance(cam, LatestFrame) and cam.source.is_stream
+        assert isinstance(cam, ThreadedCamera) and cam.source.is_stream
         behind = []
         try:
             for _ in range(12):

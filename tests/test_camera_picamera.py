@@ -108,3 +108,40 @@ def test_picamera_that_fails_to_start_is_closed_and_one_line(bundle, picamera2, 
                                                    "Failed to acquire camera: Device or resource busy")
     (cam,) = picamera2.instances
     assert cam.closed  # the camera is handed back, so a retry (or systemd's restart) can get it
+
+
+def test_a_stalled_picamera_ends_the_run_instead_of_freezing_it(bundle, picamera2, monkeypatch):
+    """Picamera2's capture_array() can block forever when the camera stalls (picamera2 issues
+    #794, #1004). Each read now gives up after the frame timeout, the retries run out, and the
+    run ends with a CameraError (exit 2), so systemd restarts the service instead of it freezing."""
+    import io
+    import threading
+    import time
+
+    from edgetl.runtime import runner
+
+    released = threading.Event()
+    real_capture = picamera2.capture_array
+
+    def stalls_after_two(self, name="main"):
+        if self.calls >= 2:
+            released.wait()  # what a stalled camera does: never returns
+        return real_capture(self, name)
+
+    monkeypatch.setattr(picamera2, "capture_array", stalls_after_two)
+    monkeypatch.setattr(sources, "FRAME_TIMEOUT_S", 0.3)
+    cam = sources.open_camera("picamera")
+    assert isinstance(cam, sources.ThreadedCamera) and not cam.newest_only
+    cam._join_timeout = 0.2
+    out, err = io.StringIO(), io.StringIO()
+    start = time.monotonic()
+    try:
+        with pytest.raises(sources.CameraError, match=r"picamera 0 delivered no frame 2 times in a row \(no frame within 0.3 s"):
+            runner.run_camera(runner.open_predictor(bundle), cam, out, err, as_json=True,
+                              retry=sources.Retry(max_failures=2, first_wait=0.0))
+        seconds = time.monotonic() - start
+    finally:
+        released.set()
+    assert [json.loads(line)["label"] for line in out.getvalue().splitlines()] == ["red", "red"]
+    assert "frame read failed (1 in a row): no frame within 0.3 s (the camera read is stuck)" in err.getvalue()
+    assert "summary: 2 frames" in err.getvalue() and seconds < 5, seconds

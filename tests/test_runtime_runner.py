@@ -19,7 +19,7 @@ from bundle_fixture import OFFSET, SCALE, SIZE, colour_image, make_dataset
 from edgetl.cli import main
 from edgetl.errors import ModelError
 from edgetl.runtime import interpreter, runner, sources
-from edgetl.runtime.sources import CameraError, EndOfStream, FrameError, LatestFrame, Retry
+from edgetl.runtime.sources import CameraError, EndOfStream, FrameError, Retry, ThreadedCamera
 
 
 @pytest.fixture
@@ -391,7 +391,7 @@ def wait_until(condition, seconds=10.0):
 def test_latest_frame_hands_out_only_the_newest_frame():
     """Frames that arrive while one is being classified replace each other, none twice."""
     cam = NumberedCamera()
-    latest = LatestFrame(cam)
+    latest = ThreadedCamera(cam)
     cam.permits.release(5)
     wait_until(lambda: latest.skipped == 4)  # frames 1-4 replaced, 5 waiting
     assert latest.read()[0, 0, 0] == 5
@@ -408,7 +408,7 @@ def test_latest_frame_retries_only_when_asked():
     """A failed read reaches read() in order, after the frame before it; the thread reads again only
     when read() is next called, so frames()'s backoff still spaces the retries."""
     cam = NumberedCamera(fail={2}, end_at=4)
-    latest = LatestFrame(cam)
+    latest = ThreadedCamera(cam)
     cam.permits.release(2)
     wait_until(lambda: cam.reads == 2)
     assert latest.read()[0, 0, 0] == 1
@@ -428,7 +428,7 @@ def test_latest_frame_retries_only_when_asked():
 
 def test_camera_run_reports_the_frames_it_skipped(bundle):
     cam = NumberedCamera()
-    latest = LatestFrame(cam)
+    latest = ThreadedCamera(cam)
     cam.permits.release(10)
     wait_until(lambda: latest.skipped == 9)  # the camera ran ahead of the classifier
     cam.free = True

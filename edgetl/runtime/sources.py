@@ -34,6 +34,9 @@ GLOB_CHARS = set("*?[")
 # defaults, 30 s each, would leave a live classifier silent for minutes behind a stalled Wi-Fi camera.
 STREAM_OPEN_TIMEOUT_MS = 10_000
 STREAM_READ_TIMEOUT_MS = 5_000
+# A camera read that has not returned a frame after this long counts as a failed read (and is
+# retried): longer than a stream's reopen (open + read timeouts), so it only fires on a stuck read.
+FRAME_TIMEOUT_S = 20.0
 
 
 class CameraError(EdgetlError):
@@ -160,29 +163,36 @@ class OpenCVCamera:
         self.cap.release()
 
 
-class LatestFrame:
-    """A live source read on its own thread, handing out only the newest frame.
+class ThreadedCamera:
+    """A camera read on its own thread, so that a read can neither lag behind nor hang the run.
 
-    A camera keeps producing frames whether or not the classifier keeps up. Read in order, a
-    stream falls further behind with every frame: at 5 classifications a second, a 25 fps RTSP
-    camera is a minute behind after 75 s. A V4L2 camera's queue holds frames several
-    classifications old. Here, frames that arrive while one is being classified replace each
-    other (`skipped` counts them), and reading overlaps classifying.
+    With `newest_only` (OpenCV's live sources), the thread reads continuously and `read()` gets
+    the newest frame. A camera keeps producing frames whether or not the classifier keeps up;
+    read in order, a stream falls further behind with every frame (at 5 classifications a
+    second, a 25 fps RTSP camera is a minute behind after 75 s) and a V4L2 queue holds frames
+    several classifications old. Frames that arrive while one is being classified replace each
+    other (`skipped` counts them). Without it (Picamera2, which hands out its newest frame
+    itself), the thread reads one frame per `read()`.
 
-    After a failed read the thread waits until `read()` is called again, so the retries and
-    their backoff stay in `frames()`. Picamera2 needs none of this: it keeps only its newest
-    completed frame.
+    Either way `read()` waits at most `frame_timeout` seconds, then raises FrameError: a
+    Picamera2 capture can block forever when the camera stalls, which would freeze a service
+    without a word; now the retries run out and the run ends with a CameraError (systemd
+    restarts it). After a failed read the thread waits for the next `read()`, so the retries
+    and their backoff stay in `frames()`.
     """
 
-    def __init__(self, source: FrameSource, join_timeout: float = 6.0):
+    def __init__(self, source: FrameSource, newest_only: bool = True, frame_timeout: float | None = None,
+                 join_timeout: float = 6.0):
         self.source = source
         self.name = source.name
+        self.newest_only = newest_only
         self.skipped = 0  # frames replaced by a newer one before they were handed out
+        self.frame_timeout = FRAME_TIMEOUT_S if frame_timeout is None else frame_timeout
         self._join_timeout = join_timeout  # longer than a stream read may block (STREAM_READ_TIMEOUT_MS)
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None
         self._error: BaseException | None = None
-        self._paused = False  # after an error, until the next read() asks again
+        self._paused = False  # the thread waits for the next read() (after an error; after each frame without newest_only)
         self._stop = False
         self._done = False  # the thread has ended (the source ended, or close())
         self._thread = threading.Thread(target=self._read_forever, name=f"edgetl {self.name}", daemon=True)
@@ -210,6 +220,7 @@ class LatestFrame:
                     if self._frame is not None:
                         self.skipped += 1
                     self._frame = frame
+                    self._paused = not self.newest_only
                 else:
                     self._error, self._paused = error, True
                 self._cond.notify_all()
@@ -219,6 +230,7 @@ class LatestFrame:
                     return
 
     def read(self) -> np.ndarray:
+        deadline = time.monotonic() + self.frame_timeout
         with self._cond:
             while True:
                 if self._frame is not None:
@@ -227,20 +239,23 @@ class LatestFrame:
                 if self._error is not None:
                     error, self._error = self._error, None
                     raise error
-                if self._paused:  # the error was seen; let the thread try again
+                if self._paused:  # ask the thread for the next frame
                     self._paused = False
                     self._cond.notify_all()
                 if self._done:
                     raise EndOfStream(self.name)
-                self._cond.wait()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise FrameError(f"no frame within {self.frame_timeout:g} s (the camera read is stuck)")
+                self._cond.wait(left)
 
     def close(self) -> None:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
         self._thread.join(self._join_timeout)
-        if not self._thread.is_alive():  # else it is stuck in a read: releasing under it could crash
-            self.source.close()          # OpenCV, and the process exit frees the device anyway
+        if not self._thread.is_alive():  # else it is stuck in a read: releasing under it could crash or hang,
+            self.source.close()          # and the process exit frees the camera anyway
 
 
 def _ffmpeg_backend(cv2) -> bool:
@@ -316,22 +331,23 @@ def open_camera(spec: str) -> FrameSource:
 
     N -> OpenCV device N (or Picamera2 camera N without OpenCV); `picamera` -> Picamera2;
     a device path, a video file or a URL with '://' -> OpenCV (needs opencv-python-headless).
-    Live OpenCV sources come wrapped in LatestFrame; a video file is read frame by frame.
+    Cameras and streams are read on a ThreadedCamera (OpenCV's: newest frame only); a video file
+    is read frame by frame.
     """
     if spec == "picamera":
         if not _has("picamera2"):
             raise CameraError("--camera picamera needs Picamera2: `sudo apt install python3-picamera2` "
                               "and a venv made with --system-site-packages")
-        return PiCamera(0)
+        return ThreadedCamera(PiCamera(0), newest_only=False)  # Picamera2 keeps only its newest frame
     try:
         index = int(spec)
     except ValueError:
         return _open_by_name(spec)
     if _has("cv2"):
-        return LatestFrame(OpenCVCamera(index))
+        return ThreadedCamera(OpenCVCamera(index))
     if _has("picamera2"):
         print(f"note: OpenCV is not installed; using Picamera2 camera {index}", file=sys.stderr)
-        return PiCamera(index)
+        return ThreadedCamera(PiCamera(index), newest_only=False)
     raise CameraError("no camera library installed: `pip install opencv-python-headless` "
                       "or `sudo apt install python3-picamera2`")
 
@@ -350,7 +366,7 @@ def _open_by_name(spec: str) -> FrameSource:
         raise CameraError(f"--camera {shown!r} needs OpenCV: `pip install opencv-python-headless` "
                           "(the `camera` extra)")
     camera = OpenCVCamera(spec)
-    return camera if camera.is_file else LatestFrame(camera)  # a file's every frame, a live source's newest
+    return camera if camera.is_file else ThreadedCamera(camera)  # a file's every frame, a live source's newest
 
 
 @dataclass(frozen=True)
