@@ -440,6 +440,52 @@ def test_camera_run_reports_the_frames_it_skipped(bundle):
     assert f"0 failed reads, {summary.skipped} older frames skipped" in err.getvalue()
 
 
+@pytest.mark.parametrize("newest_only", [True, False])
+def test_threaded_camera_keeps_frames_and_failures_in_order_under_random_timing(newest_only):
+    """A camera that fails 1 read in 8 and a consumer, both at random speeds: frames come out in
+    camera order, a failure between two frames comes out between them, nothing is handed out
+    twice, and every frame read is handed out or counted as skipped (none without newest_only)."""
+    rng = np.random.default_rng(0)
+    waits = rng.uniform(0, 0.002, 1000)
+
+    class RandomCamera:
+        name, reads, closed = "random", 0, False
+
+        def read(self):
+            self.reads += 1
+            time.sleep(waits[self.reads % 1000] / 2)
+            if self.reads % 8 == 5:
+                raise FrameError(str(self.reads))
+            return self.reads  # a frame that says which read it came from
+
+        def close(self):
+            self.closed = True
+
+    cam = RandomCamera()
+    threaded = ThreadedCamera(cam, newest_only=newest_only, frame_timeout=5.0)
+    seen = []  # read numbers of the frames handed out, and -n for failed read n
+    for i in range(300):
+        try:
+            seen.append(threaded.read())
+        except FrameError as exc:
+            seen.append(-int(str(exc)))
+        time.sleep(waits[i])
+    threaded.close()
+    assert cam.closed
+    order = [abs(n) for n in seen]
+    assert order == sorted(order) and len(set(order)) == len(order)  # camera order, nothing twice
+    failures = [n for n in seen if n < 0]
+    assert failures == [-n for n in range(5, abs(failures[-1]) + 1, 8)]  # every failure reaches read(), in order
+    frames = len(seen) - len(failures)
+    good_reads = sum(1 for n in range(1, cam.reads + 1) if n % 8 != 5)
+    # at most two frames were neither: the one waiting at close, and the one read as it closed
+    assert good_reads - 2 <= frames + threaded.skipped <= good_reads
+    if not newest_only:
+        assert threaded.skipped == 0 and order == list(range(1, 301))  # one read per read(), none skipped
+    else:
+        assert threaded.skipped > 0
+
+
 def test_bench_reports_every_number(bundle, data):
     from edgetl.runtime import bench
 
