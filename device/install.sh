@@ -9,7 +9,7 @@
 #          --service BUNDLE (also install and start the systemd unit for BUNDLE, camera 0; needs sudo),
 #          --print-unit BUNDLE (print that unit, filled in for --venv, and exit: nothing installed).
 # PYTHON=python3.11 picks the interpreter (default python3). The venv uses --system-site-packages
-# so Picamera2 / OpenCV installed with apt stay importable.
+# so Picamera2 / OpenCV installed with apt stay importable, and keeps the system NumPy's major.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -67,7 +67,16 @@ fi
 
 "$PY" -m venv --system-site-packages "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install "$SPEC"
+# Keep the NumPy major the system's packages are built for (Bookworm: 1.24; apt's Picamera2 and
+# python3-opencv use it). Unpinned, pip would put NumPy 2 in the venv for ai-edge-litert's
+# ml_dtypes, and Picamera2 could no longer be imported.
+PIN=()
+SYSTEM_NUMPY="$("$VENV/bin/python" -c 'import numpy; print(numpy.__version__)' 2>/dev/null || true)"
+if [[ -n "$SYSTEM_NUMPY" ]]; then
+  PIN=("numpy==${SYSTEM_NUMPY%%.*}.*")
+  echo "note: keeping NumPy ${SYSTEM_NUMPY%%.*}.x, which the system's Python packages are built for (found $SYSTEM_NUMPY)" >&2
+fi
+"$VENV/bin/python" -m pip install "$SPEC" ${PIN[@]+"${PIN[@]}"}
 "$VENV/bin/edgetl" --version
 
 if [[ -n "$SERVICE_BUNDLE" ]]; then

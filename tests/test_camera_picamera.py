@@ -145,3 +145,42 @@ def test_a_stalled_picamera_ends_the_run_instead_of_freezing_it(bundle, picamera
     assert [json.loads(line)["label"] for line in out.getvalue().splitlines()] == ["red", "red"]
     assert "frame read failed (1 in a row): no frame within 0.3 s (the camera read is stuck)" in err.getvalue()
     assert "summary: 2 frames" in err.getvalue() and seconds < 5, seconds
+
+
+def apt_site(tmp_path, numpy_version, error):
+    """A dist-packages folder like Raspberry Pi OS's: picamera2 whose import raises `error`, and
+    (if numpy_version) the system NumPy's egg-info beside it, as Debian installs it."""
+    site = tmp_path / "dist-packages"
+    (site / "picamera2").mkdir(parents=True)
+    (site / "picamera2" / "__init__.py").write_text(
+        f"open({str(tmp_path / 'imported')!r}, 'w').close()\nraise {error}\n")
+    if numpy_version:
+        info = site / f"numpy-{numpy_version}.egg-info"
+        info.mkdir()
+        (info / "PKG-INFO").write_text(f"Metadata-Version: 1.2\nName: numpy\nVersion: {numpy_version}\n")
+    return site
+
+
+def test_picamera2_built_for_another_numpy_is_one_line_with_the_fix(bundle, tmp_path, monkeypatch):
+    """Bookworm's Picamera2 is built for NumPy 1.24; opencv-python-headless pulls NumPy 2 into the
+    venv. The mismatch is caught before importing (which would print NumPy's own traceback)."""
+    system = "1.24.2" if np.__version__.startswith("2") else "2.2.4"
+    monkeypatch.syspath_prepend(str(apt_site(tmp_path, system, "ValueError('numpy.dtype size changed')")))
+    res = cli("run", bundle, "--camera", "picamera")
+    assert res.exit_code == 2, res.output
+    line = res.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: Picamera2 in {tmp_path / 'dist-packages'} is built for NumPy {system}, "
+                           f"but NumPy {np.__version__} is loaded"), line
+    assert f"pip install 'numpy=={system[0]}.*'" in line and "Traceback" not in res.output
+    assert not (tmp_path / "imported").exists()  # never imported
+
+
+def test_picamera2_that_fails_to_import_is_one_line(bundle, tmp_path, monkeypatch):
+    error = "ValueError('numpy.dtype size changed, may indicate binary incompatibility. Expected 96 from C header')"
+    monkeypatch.syspath_prepend(str(apt_site(tmp_path, None, error)))
+    res = cli("run", bundle, "--camera", "picamera")
+    assert res.exit_code == 2, res.output
+    assert res.stderr.strip().splitlines()[-1] == (
+        "error: cannot import Picamera2 (numpy.dtype size changed, may indicate binary incompatibility. "
+        "Expected 96 from C header); check it works with `python3 -c 'import picamera2'`")
+    assert (tmp_path / "imported").exists() and "Traceback" not in res.output

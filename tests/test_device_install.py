@@ -4,8 +4,9 @@ A wheel of this checkout is built once. Fresh venvs (no system site-packages, so
 the workstation leaks in) install `<wheel>[litert]` and `<wheel>[onnx]` (the latter under
 Python 3.10, JetPack 6's, when there is one), and the wheel with the older tflite-runtime.
 Each must hold no package of the training side and classify an image with the label and
-score the workstation gets. device/install.sh is run for
-real, and the systemd unit it fills in passes `systemd-analyze verify` without a warning.
+score the workstation gets. device/install.sh is run for real on a Raspberry Pi OS-like system
+NumPy 1.24 (which it must keep, for apt's Picamera2), and the systemd unit it fills in passes
+`systemd-analyze verify` without a warning.
 
 These tests install from the package registry; they skip, saying so, when it cannot be reached.
 """
@@ -67,8 +68,8 @@ def installed(python: Path) -> dict[str, str]:
     return {re.sub(r"[-_.]+", "-", p["name"]).lower(): p["version"] for p in json.loads(done.stdout)}
 
 
-def classify(edgetl_exe: Path, bundle: Path, image: Path, fmt: str) -> dict:
-    done = _run([edgetl_exe, "run", bundle, image, "--json", "--format", fmt], timeout=120)
+def classify(edgetl_exe: Path, bundle: Path, image: Path, fmt: str, env=None) -> dict:
+    done = _run([edgetl_exe, "run", bundle, image, "--json", "--format", fmt], timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -178,16 +179,27 @@ def test_older_tflite_runtime_wheel_runs_bundles_and_numpy2_is_one_error(wheel, 
                                         "(its successor), or pip install 'numpy<2'"], done.stderr
 
 
-def test_install_script_and_its_systemd_unit(wheel, bundle, red_image, tmp_path):
+def test_install_script_keeps_the_system_numpy_and_fills_in_the_unit(wheel, bundle, red_image, tmp_path):
+    """install.sh on a Raspberry Pi OS-like system: apt's packages (Picamera2) are built for the
+    system's NumPy 1.24, so the venv must keep using it, although ai-edge-litert's ml_dtypes would
+    pull NumPy 2. The system's dist-packages is emulated by a folder on PYTHONPATH holding NumPy 1.24.2."""
     python = find_python310()
     if python is None:  # a 3.11 with the workstation's site-packages would satisfy everything from there
         pytest.skip("no Python 3.10 (a clean interpreter for install.sh's --system-site-packages venv)")
+    system_site = tmp_path / "dist-packages"
+    done = _run([python, *PIP, "install", "--quiet", "--target", system_site, "numpy==1.24.2"])
+    assert done.returncode == 0, done.stderr[-2000:]
     venv = tmp_path / "edgetl-venv"
-    env = {**os.environ, "PYTHON": python}
-    done = _run(["bash", ROOT / "device/install.sh", "--onnx", "--venv", venv, "--from", f"{wheel}[onnx]"], env=env)
+    env = {**os.environ, "PYTHON": python, "PYTHONPATH": str(system_site)}
+    done = _run(["bash", ROOT / "device/install.sh", "--venv", venv, "--from", f"{wheel}[litert]"], env=env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert re.search(r"edgetl, version \d+\.\d+", done.stdout), done.stdout
-    assert classify(venv / "bin/edgetl", bundle, red_image, "onnx")["label"] == "red"
+    assert "note: keeping NumPy 1.x, which the system's Python packages are built for (found 1.24.2)" in done.stderr
+    site = next((venv / "lib").glob("python3.*/site-packages"))
+    assert not (site / "numpy").exists()  # the system's NumPy is the one in use
+    numpy = _run([venv / "bin/python", "-c", "import numpy; print(numpy.__version__)"], env=env)
+    assert numpy.stdout.strip() == "1.24.2", numpy.stdout + numpy.stderr
+    assert classify(venv / "bin/edgetl", bundle, red_image, "tflite-int8", env=env)["label"] == "red"
 
     unit = _run(["bash", ROOT / "device/install.sh", "--print-unit", bundle, "--venv", venv])
     assert unit.returncode == 0, unit.stderr

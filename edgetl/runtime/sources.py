@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.metadata
 import importlib.util
 import os
 import re
@@ -289,9 +290,38 @@ def _redact(spec: str) -> str:
     return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
 
+def _import_picamera2() -> type:
+    """Picamera2's class, or a one-line CameraError saying why it cannot be imported.
+
+    Picamera2 comes from apt, with compiled modules (simplejpeg, python3-av) built for the
+    system's NumPy. A venv with --system-site-packages into which pip put another NumPy major
+    (opencv-python-headless requires NumPy 2; Bookworm ships 1.24) cannot import it: NumPy
+    prints its own traceback and simplejpeg raises "numpy.dtype size changed". The NumPy next
+    to Picamera2 is compared with the one loaded before importing, so the user gets the fix.
+    """
+    spec = importlib.util.find_spec("picamera2")
+    site = os.path.dirname(os.path.dirname(spec.origin)) if spec is not None and spec.origin else None
+    if site is not None:
+        system = next((d.version for d in importlib.metadata.distributions(path=[site])
+                       if (d.metadata["Name"] or "").lower() == "numpy"), None)
+        major = system.split(".")[0] if system else None
+        if major is not None and major != np.__version__.split(".")[0]:
+            raise CameraError(f"Picamera2 in {site} is built for NumPy {system}, but NumPy {np.__version__} "
+                              f"is loaded (pip put it in the venv, e.g. for opencv-python-headless): run "
+                              f"`pip install 'numpy=={major}.*'` in the venv, and use apt's python3-opencv if "
+                              "you need OpenCV too")
+    try:
+        from picamera2 import Picamera2  # type: ignore[import-not-found]
+    except Exception as exc:  # its compiled dependencies fail in many ways (ValueError, ImportError, RuntimeError)
+        text = str(exc).strip().splitlines()
+        raise CameraError(f"cannot import Picamera2 ({text[0][:160] if text else type(exc).__name__}); "
+                          "check it works with `python3 -c 'import picamera2'`") from None
+    return Picamera2
+
+
 class PiCamera:
     def __init__(self, index: int = 0, size: tuple[int, int] = (640, 480)):
-        from picamera2 import Picamera2  # type: ignore[import-not-found]
+        Picamera2 = _import_picamera2()
 
         self.name = f"picamera {index}"
         try:
