@@ -28,6 +28,7 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "Pillow": ("pillow", "pillow-simd"),
     "numpy": ("numpy",),
     "mediapipe": ("mediapipe", "mediapipe-numpy2", "mediapipe-nightly"),
+    "picamera2": ("picamera2",),
 }
 FALSY = ("0", "false", "no", "off", "")
 
@@ -63,6 +64,7 @@ class Env:
     python: tuple[int, ...]
     versions: Mapping[str, str | None]
     environ: Mapping[str, str] = field(default_factory=dict)
+    picamera2_numpy: str | None = None  # the NumPy installed beside Picamera2 (apt's dist-packages)
 
     def has(self, name: str) -> bool:
         return bool(self.versions.get(name))
@@ -78,9 +80,20 @@ class Finding:
     message: str
 
 
+def numpy_beside(dist_name: str) -> str | None:
+    """The NumPy version installed in the same folder as `dist_name`, if any."""
+    try:
+        folder = importlib.metadata.distribution(dist_name).locate_file("")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return next((d.version for d in importlib.metadata.distributions(path=[str(folder)])
+                 if (d.metadata["Name"] or "").lower() == "numpy"), None)
+
+
 def current_env() -> Env:
     keys = ("TF_USE_LEGACY_KERAS", "EDGETL_MEDIAPIPE_PYTHON")
-    return Env(tuple(sys.version_info[:3]), installed_versions(), {k: os.environ[k] for k in keys if k in os.environ})
+    return Env(tuple(sys.version_info[:3]), installed_versions(), {k: os.environ[k] for k in keys if k in os.environ},
+               numpy_beside("picamera2"))
 
 
 # ----------------------------------------------------------------------------------- rules
@@ -159,9 +172,19 @@ def mediapipe_setup(env: Env) -> list[Finding]:
     return []
 
 
+def picamera2_numpy(env: Env) -> list[Finding]:
+    """apt's Picamera2 is built for the system's NumPy; another NumPy major first on the path breaks its import."""
+    beside, major = env.picamera2_numpy, env.v("numpy")[:1]
+    if env.has("picamera2") and beside and major and vtuple(beside)[:1] != major:
+        return [Finding("error", "picamera2-numpy", f"Picamera2 {env.versions['picamera2']} is built for NumPy {beside} "
+                                                    f"but NumPy {env.versions['numpy']} comes first (pip put it in the "
+                                                    f"venv): pip install 'numpy=={vtuple(beside)[0]}.*'")]
+    return []
+
+
 RULES: tuple[Callable[[Env], list[Finding]], ...] = (
     python_supported, keras3_for_tfmot, tf_keras_matches_tf, tflite_runtime_on_new_python,
-    numpy2_with_tflite_runtime, no_interpreter, mediapipe_setup)
+    numpy2_with_tflite_runtime, no_interpreter, mediapipe_setup, picamera2_numpy)
 
 
 def diagnose(env: Env) -> list[Finding]:

@@ -14,7 +14,7 @@ from edgetl.doctor import Env, diagnose, installed_versions, vtuple
 
 GOOD = {"tensorflow": "2.21.0", "tf_keras": "2.21.0", "keras": "3.15.1", "tensorflow-model-optimization": "0.8.1",
         "tf2onnx": "1.17.0", "onnx": "1.23.2", "onnxruntime": "1.31.1", "ai-edge-litert": "2.3.0",
-        "tflite-runtime": None, "Pillow": "13.0.0", "numpy": "2.4.6", "mediapipe": None}
+        "tflite-runtime": None, "Pillow": "13.0.0", "numpy": "2.4.6", "mediapipe": None, "picamera2": None}
 DEVICE = {name: None for name in GOOD} | {"numpy": "1.26.4", "Pillow": "10.0.0", "ai-edge-litert": "1.2.0"}
 
 
@@ -82,6 +82,22 @@ def test_mediapipe_rules(tmp_path):
     assert rules(env(mediapipe="0.10.21")) == {"mediapipe"}  # numpy 2 here
     assert rules(env(mediapipe="0.10.21", numpy="1.26.4")) == set()
     assert rules(env(environ={"TF_USE_LEGACY_KERAS": "1", "EDGETL_MEDIAPIPE_PYTHON": str(tmp_path / "nope")})) == {"mediapipe"}
+
+
+def test_picamera2_built_for_another_numpy(tmp_path, monkeypatch):
+    pi = {**DEVICE, "picamera2": "0.3.19", "numpy": "2.2.6"}  # pip brought NumPy 2 into the venv
+    assert rules(Env((3, 11, 2), pi, {}, picamera2_numpy="1.24.2")) == {"picamera2-numpy"}
+    assert "pip install 'numpy==1.*'" in diagnose(Env((3, 11, 2), pi, {}, picamera2_numpy="1.24.2"))[0].message
+    assert rules(Env((3, 11, 2), {**pi, "numpy": "1.24.2"}, {}, picamera2_numpy="1.24.2")) == set()
+    assert rules(Env((3, 11, 2), {**pi, "picamera2": None}, {}, picamera2_numpy="1.24.2")) == set()
+    # numpy_beside reads it from the metadata in Picamera2's folder, as apt installs both
+    site = tmp_path / "dist-packages"
+    for name, version in (("picamera2", "0.3.19"), ("numpy", "1.24.2")):
+        (site / f"{name}-{version}.egg-info").mkdir(parents=True)
+        (site / f"{name}-{version}.egg-info" / "PKG-INFO").write_text(f"Metadata-Version: 1.2\nName: {name}\nVersion: {version}\n")
+    monkeypatch.syspath_prepend(str(site))
+    assert doctor.numpy_beside("picamera2") == "1.24.2"
+    assert doctor.numpy_beside("no-such-dist") is None
 
 
 def test_installed_versions_uses_metadata_lookup():
