@@ -147,12 +147,12 @@ def test_a_stalled_picamera_ends_the_run_instead_of_freezing_it(bundle, picamera
     assert "summary: 2 frames" in err.getvalue() and seconds < 5, seconds
 
 
-def apt_site(tmp_path, numpy_version, error):
-    """A dist-packages folder like Raspberry Pi OS's: picamera2 whose import raises `error`, and
+def apt_site(tmp_path, numpy_version, error, module="picamera2"):
+    """A dist-packages folder like Raspberry Pi OS's: `module` whose import raises `error`, and
     (if numpy_version) the system NumPy's egg-info beside it, as Debian installs it."""
     site = tmp_path / "dist-packages"
-    (site / "picamera2").mkdir(parents=True)
-    (site / "picamera2" / "__init__.py").write_text(
+    (site / module).mkdir(parents=True)
+    (site / module / "__init__.py").write_text(
         f"open({str(tmp_path / 'imported')!r}, 'w').close()\nraise {error}\n")
     if numpy_version:
         info = site / f"numpy-{numpy_version}.egg-info"
@@ -184,3 +184,18 @@ def test_picamera2_that_fails_to_import_is_one_line(bundle, tmp_path, monkeypatc
         "error: cannot import Picamera2 (numpy.dtype size changed, may indicate binary incompatibility. "
         "Expected 96 from C header); check it works with `python3 -c 'import picamera2'`")
     assert (tmp_path / "imported").exists() and "Traceback" not in res.output
+
+
+def test_apt_opencv_built_for_another_numpy_is_one_line(bundle, tmp_path, monkeypatch):
+    """JetPack's and Raspberry Pi OS's OpenCV (python3-opencv) is built for the system NumPy too."""
+    system = "1.21.5" if np.__version__.startswith("2") else "2.2.4"
+    monkeypatch.syspath_prepend(str(apt_site(tmp_path, system, "ImportError('numpy.core.multiarray failed to import')",
+                                             module="cv2")))
+    monkeypatch.delitem(sys.modules, "cv2", raising=False)  # the real one, imported by other tests
+    res = cli("run", bundle, "--camera", "0")
+    assert res.exit_code == 2, res.output
+    line = res.stderr.strip().splitlines()[-1]
+    assert line == (f"error: OpenCV in {tmp_path / 'dist-packages'} is built for NumPy {system}, but NumPy "
+                    f"{np.__version__} is loaded (pip put it in the venv): run `pip install 'numpy=={system[0]}.*'` "
+                    "in the venv"), line
+    assert not (tmp_path / "imported").exists()

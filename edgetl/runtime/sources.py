@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib
 import importlib.metadata
 import importlib.util
 import os
@@ -113,8 +114,7 @@ class OpenCVCamera:
     """
 
     def __init__(self, spec: int | str):
-        import cv2
-
+        cv2 = _import_camera_module("cv2", "OpenCV")
         self._cv2 = cv2
         self._spec = spec
         self._failed = False  # the last read failed: reopen before the next
@@ -290,38 +290,39 @@ def _redact(spec: str) -> str:
     return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
 
-def _import_picamera2() -> type:
-    """Picamera2's class, or a one-line CameraError saying why it cannot be imported.
+def _import_camera_module(name: str, what: str):
+    """Import Picamera2 or OpenCV, or raise a one-line CameraError saying why it cannot be.
 
-    Picamera2 comes from apt, with compiled modules (simplejpeg, python3-av) built for the
-    system's NumPy. A venv with --system-site-packages into which pip put another NumPy major
-    (opencv-python-headless requires NumPy 2; Bookworm ships 1.24) cannot import it: NumPy
-    prints its own traceback and simplejpeg raises "numpy.dtype size changed". The NumPy next
-    to Picamera2 is compared with the one loaded before importing, so the user gets the fix.
+    On a Pi or a Jetson these often come from apt (python3-picamera2, JetPack's OpenCV), with
+    compiled parts built for the system's NumPy. A --system-site-packages venv into which pip
+    put another NumPy major (ml_dtypes and opencv-python-headless require NumPy 2; Bookworm
+    ships 1.24) cannot import them: NumPy prints its own traceback, or simplejpeg raises
+    "numpy.dtype size changed". So the NumPy installed beside the module is compared with the
+    loaded one before importing, and the user gets the fix.
     """
-    spec = importlib.util.find_spec("picamera2")
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):  # a stand-in without a spec (tests)
+        spec = None
     site = os.path.dirname(os.path.dirname(spec.origin)) if spec is not None and spec.origin else None
     if site is not None:
         system = next((d.version for d in importlib.metadata.distributions(path=[site])
                        if (d.metadata["Name"] or "").lower() == "numpy"), None)
         major = system.split(".")[0] if system else None
         if major is not None and major != np.__version__.split(".")[0]:
-            raise CameraError(f"Picamera2 in {site} is built for NumPy {system}, but NumPy {np.__version__} "
-                              f"is loaded (pip put it in the venv, e.g. for opencv-python-headless): run "
-                              f"`pip install 'numpy=={major}.*'` in the venv, and use apt's python3-opencv if "
-                              "you need OpenCV too")
+            raise CameraError(f"{what} in {site} is built for NumPy {system}, but NumPy {np.__version__} "
+                              f"is loaded (pip put it in the venv): run `pip install 'numpy=={major}.*'` in the venv")
     try:
-        from picamera2 import Picamera2  # type: ignore[import-not-found]
-    except Exception as exc:  # its compiled dependencies fail in many ways (ValueError, ImportError, RuntimeError)
+        return importlib.import_module(name)
+    except Exception as exc:  # compiled dependencies fail in many ways (ValueError, ImportError, RuntimeError)
         text = str(exc).strip().splitlines()
-        raise CameraError(f"cannot import Picamera2 ({text[0][:160] if text else type(exc).__name__}); "
-                          "check it works with `python3 -c 'import picamera2'`") from None
-    return Picamera2
+        raise CameraError(f"cannot import {what} ({text[0][:160] if text else type(exc).__name__}); "
+                          f"check it works with `python3 -c 'import {name}'`") from None
 
 
 class PiCamera:
     def __init__(self, index: int = 0, size: tuple[int, int] = (640, 480)):
-        Picamera2 = _import_picamera2()
+        Picamera2 = _import_camera_module("picamera2", "Picamera2").Picamera2
 
         self.name = f"picamera {index}"
         try:
