@@ -142,6 +142,24 @@ def test_a_head_that_cannot_be_opened_leaves_the_running_one(bundle, datasets):
     assert "still using fused model" in err.getvalue()
 
 
+def test_one_head_change_at_a_time(bundle, datasets):
+    """While an update-head holds the bundle (here: this test holds its lock), another update-head
+    or a rollback-head is refused in one line and changes nothing; once it is released both work."""
+    import fcntl
+
+    assert cli("update-head", bundle, "--data", datasets["two"], "--epochs", "20").exit_code == 0
+    before = pointer(bundle)
+    with open(bundle / headstore.LOCK, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for args in (("update-head", bundle, "--data", datasets["three"], "--allow-new-classes"), ("rollback-head", bundle)):
+            res = cli(*args)
+            assert res.exit_code == 2, res.output
+            assert res.stderr.strip().splitlines()[-1] == (f"error: another update-head or rollback-head is changing "
+                                                           f"the head of {bundle}; run this again when it has finished")
+            assert pointer(bundle) == before
+    assert cli("rollback-head", bundle).exit_code == 0 and pointer(bundle) is None
+
+
 def test_rollback_chain_and_corrupt_head_fallback(bundle, datasets, capsys):
     assert cli("update-head", bundle, "--data", datasets["two"], "--epochs", "20").exit_code == 0
     first = pointer(bundle)

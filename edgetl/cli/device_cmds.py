@@ -95,7 +95,9 @@ def rollback_head_cmd(bundle, as_json):
     from edgetl.runtime import headstore
     from edgetl.runtime.bundle import load_bundle
 
-    record = headstore.rollback(load_bundle(bundle))
+    loaded = load_bundle(bundle)
+    with headstore.exclusive(loaded):
+        record = headstore.rollback(loaded)
     if as_json:
         echo_json({"head": record})
         return

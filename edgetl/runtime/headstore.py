@@ -14,6 +14,7 @@ No CURRENT.json means the exported head (and the fused model) is in use.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from edgetl.errors import BundleError
 from edgetl.runtime import atomic
@@ -29,6 +30,7 @@ from edgetl.runtime.bundle import Bundle
 from edgetl.runtime.head import NumpyHead
 
 HEADS_DIR = Path("device") / "heads"
+LOCK = Path("device") / ".lock"  # held while update-head or rollback-head changes the head
 POINTER = "CURRENT.json"
 MAX_HISTORY = 10  # depth of the "previous" chain kept in the pointer
 
@@ -96,6 +98,36 @@ def active_head(bundle: Bundle) -> ActiveHead:
             prev = record.get("previous")
             record = prev if isinstance(prev, dict) else None
     return ActiveHead(original_head(bundle), None, "exported head.npz")
+
+
+@contextlib.contextmanager
+def exclusive(bundle: Bundle) -> Iterator[None]:
+    """One head change at a time per bundle (update-head, rollback-head).
+
+    Two at once could lose one of the swaps, or one could prune the head file the other is
+    about to point at. The kernel drops a flock when its holder dies, so a killed update leaves
+    no stale lock behind.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking
+        yield
+        return
+    path = bundle.root / LOCK
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")
+    except OSError as exc:
+        raise BundleError(f"cannot change the head of {bundle.root}: {exc.strerror or exc}") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BundleError(f"another update-head or rollback-head is changing the head of {bundle.root}; "
+                              "run this again when it has finished") from None
+        except OSError:  # a filesystem without locks: go on unlocked
+            pass
+        yield
 
 
 def _trim(record: dict[str, Any] | None, depth: int = MAX_HISTORY) -> dict[str, Any] | None:

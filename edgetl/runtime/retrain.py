@@ -179,6 +179,11 @@ def update_head(bundle_dir, cfg: RetrainConfig, err: TextIO = sys.stderr) -> Upd
         raise DataError(f"--epochs must be >= 1, got {cfg.epochs}")
     bundle = load_bundle(bundle_dir)
     data = scan_class_folders(cfg.data)
+    with headstore.exclusive(bundle):
+        return _update_head(bundle, data, cfg, err)
+
+
+def _update_head(bundle, data: dict[str, list[Path]], cfg: RetrainConfig, err: TextIO) -> UpdateResult:
     active = headstore.active_head(bundle)
     current = active.head
     unknown = sorted(set(data) - set(current.classes))
