@@ -32,6 +32,10 @@ from edgetl.cli.common import MODEL_FORMATS, THREADS_OPTION as THREADS, echo_jso
 def run_cmd(ctx, bundle, sources, top_k, threads, fmt, as_json, camera, max_frames, fps_every):
     """Classify images (files, folders, globs, '-' = paths on stdin) or camera frames with BUNDLE.
 
+    With --camera, each classification takes a live camera's newest frame (older ones are
+    skipped and counted; a video file is read frame by frame), and a head swapped in by
+    update-head or rollback-head is used within 2 s.
+
     Exit code 1 if any image could not be classified (each gets an `error:` line on stderr).
     """
     from edgetl.errors import ConfigError
