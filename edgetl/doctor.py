@@ -80,14 +80,18 @@ class Finding:
     message: str
 
 
+def numpy_in(folder: str | os.PathLike) -> str | None:
+    """The version of the NumPy installed in `folder` (a site-packages), from its metadata; None if none."""
+    return next((d.version for d in importlib.metadata.distributions(path=[str(folder)])
+                 if (d.metadata["Name"] or "").lower() == "numpy"), None)
+
+
 def numpy_beside(dist_name: str) -> str | None:
     """The NumPy version installed in the same folder as `dist_name`, if any."""
     try:
-        folder = importlib.metadata.distribution(dist_name).locate_file("")
+        return numpy_in(importlib.metadata.distribution(dist_name).locate_file(""))
     except importlib.metadata.PackageNotFoundError:
         return None
-    return next((d.version for d in importlib.metadata.distributions(path=[str(folder)])
-                 if (d.metadata["Name"] or "").lower() == "numpy"), None)
 
 
 def current_env() -> Env:

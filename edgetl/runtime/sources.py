@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import importlib
-import importlib.metadata
 import importlib.util
 import os
 import re
@@ -28,6 +27,7 @@ from typing import Callable, Iterable, Iterator, Protocol, TextIO
 
 import numpy as np
 
+from edgetl.doctor import numpy_in  # metadata only: no import of anything heavy
 from edgetl.errors import EdgetlError
 from edgetl.runtime.image import list_images
 
@@ -306,8 +306,7 @@ def _import_camera_module(name: str, what: str):
         spec = None
     site = os.path.dirname(os.path.dirname(spec.origin)) if spec is not None and spec.origin else None
     if site is not None:
-        system = next((d.version for d in importlib.metadata.distributions(path=[site])
-                       if (d.metadata["Name"] or "").lower() == "numpy"), None)
+        system = numpy_in(site)
         major = system.split(".")[0] if system else None
         if major is not None and major != np.__version__.split(".")[0]:
             raise CameraError(f"{what} in {site} is built for NumPy {system}, but NumPy {np.__version__} "
