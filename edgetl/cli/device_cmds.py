@@ -45,7 +45,8 @@ def run_cmd(ctx, bundle, sources, top_k, threads, fmt, as_json, camera, max_fram
         raise ConfigError("give images, folders, globs or '-' (paths on stdin), or --camera N|picamera|/dev/videoN|FILE|URL")
     if camera is not None and sources:
         raise ConfigError("use either image SOURCEs or --camera, not both")
-    head_watch = runner.HeadWatch(bundle, fmt, threads)  # before opening: a head swapped in meanwhile is seen
+    # made before the predictor opens, so that a head swapped in meanwhile is seen
+    head_watch = runner.HeadWatch(bundle, fmt, threads) if camera is not None else None
     predictor = runner.open_predictor(bundle, fmt, threads)
     if camera is not None:
         source = src.open_camera(camera)

@@ -253,8 +253,8 @@ def run_paths(predictor: Predictor, items: Iterable[PathItem], out: TextIO, err:
     return summary
 
 
-def _skipped(summary: Summary) -> str:
-    return f", {summary.skipped} older frames skipped" if summary.skipped else ""
+def _skipped(count: int) -> str:
+    return f", {count} older frames skipped" if count else ""
 
 
 def run_camera(predictor: Predictor, source: FrameSource, out: TextIO, err: TextIO, k: int = 1,
@@ -291,9 +291,8 @@ def run_camera(predictor: Predictor, source: FrameSource, out: TextIO, err: Text
                 predictor = head_watch.check(predictor, err)
             now = clock()
             if fps_every and now - last_report >= fps_every:
-                summary.skipped = getattr(source, "skipped", 0)
-                print(f"fps: {frames_since / (now - last_report):.1f} ({summary.ok} frames, "
-                      f"{summary.failed_reads} failed reads{_skipped(summary)})", file=err, flush=True)
+                print(f"fps: {frames_since / (now - last_report):.1f} ({summary.ok} frames, {summary.failed_reads} "
+                      f"failed reads{_skipped(getattr(source, 'skipped', 0))})", file=err, flush=True)
                 last_report, frames_since = now, 0
     except KeyboardInterrupt:
         print("stopped (Ctrl-C)", file=err, flush=True)
@@ -305,7 +304,7 @@ def run_camera(predictor: Predictor, source: FrameSource, out: TextIO, err: Text
         summary.skipped = getattr(source, "skipped", 0)
     rate = summary.ok / summary.seconds if summary.seconds > 0 else 0.0
     print(f"summary: {summary.ok} frames in {summary.seconds:.1f} s ({rate:.1f} fps), "
-          f"{summary.failed} failed, {summary.failed_reads} failed reads{_skipped(summary)}", file=err, flush=True)
+          f"{summary.failed} failed, {summary.failed_reads} failed reads{_skipped(summary.skipped)}", file=err, flush=True)
     if gone is not None:
         raise gone
     return summary
