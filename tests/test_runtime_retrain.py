@@ -19,7 +19,6 @@ from edgetl.cli import main
 from edgetl.runtime import headstore, runner, sources
 from edgetl.runtime.atomic import sha256_file
 from edgetl.runtime.bundle import load_bundle
-from edgetl.errors import BundleError
 from edgetl.runtime.retrain import RetrainConfig, stratified_split, train_head, update_head
 
 

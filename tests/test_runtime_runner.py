@@ -388,53 +388,53 @@ def wait_until(condition, seconds=10.0):
         time.sleep(0.005)
 
 
-def test_latest_frame_hands_out_only_the_newest_frame():
+def test_threaded_camera_hands_out_only_the_newest_frame():
     """Frames that arrive while one is being classified replace each other, none twice."""
     cam = NumberedCamera()
-    latest = ThreadedCamera(cam)
+    threaded = ThreadedCamera(cam)
     cam.permits.release(5)
-    wait_until(lambda: latest.skipped == 4)  # frames 1-4 replaced, 5 waiting
-    assert latest.read()[0, 0, 0] == 5
+    wait_until(lambda: threaded.skipped == 4)  # frames 1-4 replaced, 5 waiting
+    assert threaded.read()[0, 0, 0] == 5
     cam.permits.release(1)
-    assert latest.read()[0, 0, 0] == 6  # waits for a new frame: never frame 5 again
-    assert (cam.reads, latest.skipped) == (6, 4)
+    assert threaded.read()[0, 0, 0] == 6  # waits for a new frame: never frame 5 again
+    assert (cam.reads, threaded.skipped) == (6, 4)
     cam.free = True
     cam.permits.release(1)
-    latest.close()
-    assert cam.closed and not latest._thread.is_alive()
+    threaded.close()
+    assert cam.closed and not threaded._thread.is_alive()
 
 
-def test_latest_frame_retries_only_when_asked():
+def test_threaded_camera_retries_only_when_asked():
     """A failed read reaches read() in order, after the frame before it; the thread reads again only
     when read() is next called, so frames()'s backoff still spaces the retries."""
     cam = NumberedCamera(fail={2}, end_at=4)
-    latest = ThreadedCamera(cam)
+    threaded = ThreadedCamera(cam)
     cam.permits.release(2)
     wait_until(lambda: cam.reads == 2)
-    assert latest.read()[0, 0, 0] == 1
+    assert threaded.read()[0, 0, 0] == 1
     with pytest.raises(FrameError, match="read 2 failed"):
-        latest.read()
+        threaded.read()
     cam.permits.release(2)
     time.sleep(0.2)
     assert cam.reads == 2  # paused after the failure until the next read()
-    assert latest.read()[0, 0, 0] == 3
+    assert threaded.read()[0, 0, 0] == 3
     wait_until(lambda: cam.reads == 4)
     for _ in range(2):  # the end of a stream stays the end
         with pytest.raises(EndOfStream):
-            latest.read()
-    latest.close()
+            threaded.read()
+    threaded.close()
     assert cam.closed
 
 
 def test_camera_run_reports_the_frames_it_skipped(bundle):
     cam = NumberedCamera()
-    latest = ThreadedCamera(cam)
+    threaded = ThreadedCamera(cam)
     cam.permits.release(10)
-    wait_until(lambda: latest.skipped == 9)  # the camera ran ahead of the classifier
+    wait_until(lambda: threaded.skipped == 9)  # the camera ran ahead of the classifier
     cam.free = True
     cam.permits.release(1)
     out, err = io.StringIO(), io.StringIO()
-    summary = runner.run_camera(runner.open_predictor(bundle, "tflite-int8"), latest, out, err, max_frames=5)
+    summary = runner.run_camera(runner.open_predictor(bundle, "tflite-int8"), threaded, out, err, max_frames=5)
     assert summary.ok == 5 and cam.closed
     assert summary.skipped >= 9 and cam.reads >= 5 + summary.skipped
     assert f"0 failed reads, {summary.skipped} older frames skipped" in err.getvalue()
