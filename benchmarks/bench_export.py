@@ -41,8 +41,8 @@ def check(report: dict, manifest: dict) -> dict:
 
 
 def size_breakdown(bundle: Path, manifest: dict) -> dict:
-    """Where the bytes of each fused .tflite go (edgetl.tflite_compact.breakdown)."""
-    from edgetl.tflite_compact import breakdown
+    """Where the bytes of each fused .tflite go (edgetl.export.tflite_compact.breakdown)."""
+    from edgetl.export.tflite_compact import breakdown
 
     return {fmt: breakdown((bundle / e["file"]).read_bytes()) for fmt, e in manifest["models"].items()
             if e["runtime"] == "tflite" and e.get("role") == "fused"}
@@ -65,9 +65,9 @@ def main() -> int:
     args = parser.parse_args()
 
     from edgetl.errors import GateError
-    from edgetl.export import ExportOptions, export_run
+    from edgetl.export.exporter import ExportOptions, export_run
     from edgetl.runtime.bundle import load_bundle
-    from edgetl.validate import eval_set_from_folder, validate_bundle
+    from edgetl.export.validate import eval_set_from_folder, validate_bundle
 
     out = args.out or f"benchmarks/results/export_{Path(args.run).name}"
     options = ExportOptions(formats=("tflite-float32", "tflite-int8", "onnx", "onnx-int8"), out=out,

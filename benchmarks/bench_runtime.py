@@ -43,10 +43,10 @@ def _images(split: str, per_class: int) -> list[tuple[Path, int]]:
 
 
 def build_bundle(dest: Path, train_per_class: int = 200, calib: int = 100) -> tuple[Path, object]:
-    """-> (bundle dir, fused tf_keras model). Uses edgetl.model like `edgetl train` would."""
+    """-> (bundle dir, fused tf_keras model). Uses edgetl.models.classifier like `edgetl train` would."""
     from edgetl._tf import keras, tf
-    from edgetl.config import build_config
-    from edgetl.model import build_classifier, head_to_numpy
+    from edgetl.train.config import build_config
+    from edgetl.models.classifier import build_classifier, head_to_numpy
     from edgetl.runtime.atomic import sha256_file
     from edgetl.runtime.image import load_rgb, preprocess
 

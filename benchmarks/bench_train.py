@@ -71,8 +71,8 @@ def run_recipe(data: Path, weights: str, epochs: int, seed: int) -> dict:
 
 
 def run_edgetl(data: Path, weights: str, epochs: int, seed: int, workdir: Path) -> dict:
-    from edgetl.config import load_config
-    from edgetl.train import train
+    from edgetl.train.config import load_config
+    from edgetl.train.trainer import train
 
     config = load_config(ROOT / "configs" / "mobilenet_v2.yaml",
                          {"data": str(data), "weights": weights, "epochs": epochs, "seed": seed,

@@ -7,7 +7,7 @@ database), until the time is up. Property: the only exception that escapes a par
 one-line EdgetlError. Prints JSON: examples run per property, failures (with the falsifying
 example as hypothesis reports it), seconds. Exit code 1 if anything failed.
 
-Extra properties here: run.json documents (edgetl.run.open_run may raise only
+Extra properties here: run.json documents (edgetl.train.run_folder.open_run may raise only
 RunFolderError) and mutated head.npz bytes (NumpyHead.load may raise only BundleError).
 """
 
@@ -63,7 +63,7 @@ json_docs = st.recursive(
 
 @given(doc=json_docs, version=st.sampled_from(["0.1.0", "0.1", None, 1, "9.9"]))
 def run_json_only_raises_run_folder_error(doc, version):
-    from edgetl.run import open_run
+    from edgetl.train.run_folder import open_run
 
     if isinstance(doc, dict) and version is not None:
         doc = {**doc, "edgetl_version": version}

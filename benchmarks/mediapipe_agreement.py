@@ -42,7 +42,7 @@ def edgetl_run(bundle: Path, fmt: str, images: list[str]) -> dict[str, dict]:
 def main() -> int:
     import numpy as np
 
-    from edgetl.mediapipe_metadata import classify_with_mediapipe
+    from edgetl.export.mediapipe_metadata import classify_with_mediapipe
     from edgetl.runtime.bundle import load_bundle
     from edgetl.runtime.folders import scan_class_folders
     from edgetl.runtime.image import load_rgb, open_image

@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide C++ info/warnings (e.
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-# Dropout draws from a tf.random.Generator whose state is a variable: edgetl.train resets it
+# Dropout draws from a tf.random.Generator whose state is a variable: edgetl.train.trainer resets it
 # per epoch, so a resumed run is identical to an uninterrupted one without retracing.
 keras.backend.experimental.enable_tf_random_generator()
 

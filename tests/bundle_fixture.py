@@ -71,7 +71,7 @@ def _io(data: bytes) -> dict:
 
 def build_bundle(dest: Path, with_onnx: bool = True) -> Path:
     from edgetl._tf import keras, tf
-    from edgetl.model import head_to_numpy
+    from edgetl.models.classifier import head_to_numpy
     from edgetl.runtime.atomic import sha256_file
     from edgetl.runtime.image import load_rgb, preprocess, list_images
 

@@ -80,7 +80,7 @@ def dataset_factory(tmp_path):
 @pytest.fixture
 def tiny_config(tmp_path):
     """`tiny_config(data, **overrides)` -> a TrainConfig that trains in seconds (random 32 px base)."""
-    from edgetl.config import build_config
+    from edgetl.train.config import build_config
 
     def factory(data, **overrides):
         values = {"data": str(data), "weights": "none", "input_size": 32, "epochs": 2, "batch_size": 8,

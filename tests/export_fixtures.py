@@ -27,9 +27,9 @@ def make_run(root: Path, classes=("red", "green", "blue"), size: int = 32, per_c
              val_per_class: int = 3, margin: float = 8.0, cut: str = CUT, version: str | None = None) -> Path:
     from edgetl import __version__
     from edgetl._tf import keras
-    from edgetl.bases import get_base
-    from edgetl.config import build_config, dump_config
-    from edgetl.model import build_classifier, output_kind
+    from edgetl.models.bases import get_base
+    from edgetl.train.config import build_config, dump_config
+    from edgetl.models.classifier import build_classifier, output_kind
 
     root = Path(root)
     data = make_dataset(root, classes=classes, per_class=per_class, size=size + 8, layout="split",

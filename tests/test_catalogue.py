@@ -144,7 +144,7 @@ class Ctx:
         """A real run folder (tests/export_fixtures.py) with run.json's sha256 "files" map."""
         from export_fixtures import make_run
 
-        from edgetl.runfiles import file_digests
+        from edgetl.train.run_folder import file_digests
 
         run = make_run(self.tmp / "r", classes=("red", "green"), per_class=3, val_per_class=1)
         info = json.loads((run / "run.json").read_text())

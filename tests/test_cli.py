@@ -91,7 +91,7 @@ def test_one_flag_vocabulary():
 
 def test_format_names_match_the_export_table():
     from edgetl.cli.common import MODEL_FORMATS
-    from edgetl.export import FORMATS
+    from edgetl.export.exporter import FORMATS
 
     assert set(MODEL_FORMATS) == set(FORMATS)
 
@@ -226,12 +226,12 @@ def test_train_without_tensorflow_is_one_line_and_writes_nothing(tmp_path):
 
 
 def test_report_failure_keeps_the_result_and_exit_code(bundle, data, monkeypatch):
-    import edgetl.report
+    import edgetl.report.writer
 
     def broken(*args, **kwargs):
         raise ValueError("matplotlib exploded")
 
-    monkeypatch.setattr(edgetl.report, "write_report", broken)
+    monkeypatch.setattr(edgetl.report.writer, "write_report", broken)
     res = cli("validate", bundle, "--data", data, "--format", "tflite-int8", "--json")
     assert res.exit_code == 0
     assert json.loads(res.stdout)["passed"] is True and (bundle / "validation.json").is_file()
@@ -260,7 +260,7 @@ def test_train_json_and_report(tmp_path):
 def test_export_gate_failure_still_reports_and_archives(tmp_path, monkeypatch):
     import dataclasses
 
-    from edgetl import export
+    from edgetl.export import exporter as export
     from export_fixtures import make_run
 
     # no fallback ladder: with --max-drop -1 every rung would fail; one conversion is enough here

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgetl.cli import main
-from edgetl.config import FIELDS, build_config, dump_config, load_config
+from edgetl.train.config import FIELDS, build_config, dump_config, load_config
 from edgetl.errors import ConfigError
 
 
@@ -64,7 +64,7 @@ def test_cli_flags_override_yaml_and_only_given_flags_count(tmp_path, monkeypatc
         seen["config"], seen["resume"] = config, resume
         return {"val_accuracy": 1.0, "val_loss": 0.0, "num_train": 1, "num_val": 1, "skipped": [], "train_seconds": 0.0}
 
-    monkeypatch.setattr("edgetl.train.train", fake_train)
+    monkeypatch.setattr("edgetl.train.trainer.train", fake_train)
     path = tmp_path / "c.yaml"
     path.write_text("epochs: 7\ninput_size: 96\naugment: true\nrotation: 10\ndense_units: [64]\n")
     result = CliRunner().invoke(main, ["train", "--config", str(path), "--epochs", "3", "--no-augment",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import make_dataset
-from edgetl.data import load_dataset
+from edgetl.train.data import load_dataset
 from edgetl.errors import DataError
 
 

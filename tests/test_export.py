@@ -22,7 +22,7 @@ FLOAT_TOL = {"tflite-float32": 1e-4, "onnx": 1e-4, "tflite-float16": 2e-2}
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from edgetl.export import ExportOptions, export_run
+    from edgetl.export.exporter import ExportOptions, export_run
 
     root = tmp_path_factory.mktemp("export")
     run = make_run(root)
@@ -34,8 +34,8 @@ def exported(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(exported):
     """Val images and the Keras model's probabilities on them."""
-    from edgetl.run import open_run
-    from edgetl.validate import load_eval_set
+    from edgetl.train.run_folder import open_run
+    from edgetl.export.validate import load_eval_set
 
     run = open_run(exported[0])
     evalset = load_eval_set(run.files("val"), run.classes, run.input_size, run.scale, run.offset)
@@ -45,7 +45,7 @@ def reference(exported):
 def _probs(bundle_dir, fmt, images):
     from edgetl.runtime.bundle import load_bundle
     from edgetl.runtime.head import NumpyHead
-    from edgetl.predict import open_predictor, run_images, to_probabilities
+    from edgetl.export.predict import open_predictor, run_images, to_probabilities
 
     bundle = load_bundle(bundle_dir)
     out = run_images(open_predictor(bundle.model_path(fmt)), images).values
@@ -120,7 +120,7 @@ def test_tampered_or_missing_file_is_refused(exported, tmp_path):
 @pytest.mark.parametrize("name", ["model_int8.tflite", "model_int8.onnx", "base_float16.tflite", "model_float32.onnx"])
 def test_labels_from_a_lone_model_file(exported, tmp_path, name):
     from edgetl.cli import main
-    from edgetl.metadata import read_info, read_labels
+    from edgetl.export.metadata import read_info, read_labels
 
     lone = tmp_path / name
     shutil.copy(exported[1] / name, lone)
@@ -133,7 +133,7 @@ def test_labels_from_a_lone_model_file(exported, tmp_path, name):
 
 
 def test_read_labels_needs_no_tensorflow(exported):
-    code = ("import sys; from edgetl.metadata import read_labels; "
+    code = ("import sys; from edgetl.export.metadata import read_labels; "
             f"print(read_labels({str(exported[1] / 'model_int8.tflite')!r}), read_labels({str(exported[1] / 'model_int8.onnx')!r})); "
             "assert 'tensorflow' not in sys.modules and 'tf_keras' not in sys.modules")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -142,8 +142,8 @@ def test_read_labels_needs_no_tensorflow(exported):
 
 
 def test_interrupted_export_leaves_no_bundle(exported, tmp_path, monkeypatch):
-    import edgetl.export as export
-    from edgetl.export import ExportOptions, export_run
+    import edgetl.export.exporter as export
+    from edgetl.export.exporter import ExportOptions, export_run
 
     out = tmp_path / "bundle"
     out.mkdir()
@@ -189,7 +189,7 @@ def test_bad_inputs_are_one_line_errors(exported, tmp_path):
 
 def test_undecodable_calibration_images(exported, tmp_path):
     from edgetl.errors import ExportError
-    from edgetl.export import ExportOptions, export_run
+    from edgetl.export.exporter import ExportOptions, export_run
 
     run = _run_copy(exported, tmp_path)
     junk = tmp_path / "junk"

@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import make_dataset
-from edgetl import features as feats
-from edgetl.augment import AugmentParams, apply_matrix, augment, view_rng
+from edgetl.train import extract as feats
+from edgetl.train.augment import AugmentParams, apply_matrix, augment, view_rng
 from edgetl.runtime.image import list_images
 
 

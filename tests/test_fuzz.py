@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from edgetl.config import FIELDS, build_config
+from edgetl.train.config import FIELDS, build_config
 from edgetl.errors import BundleError, ConfigError, ImageError
 from edgetl.runtime.bundle import load_bundle, resolve_inside
 from edgetl.runtime.image import load_rgb, preprocess

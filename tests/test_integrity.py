@@ -48,8 +48,8 @@ def test_atomic_dir_keeps_the_old_bundle_when_export_fails(tmp_path):
 # ---------------------------------------------------------------------------- run folder
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    from edgetl.config import build_config
-    from edgetl.train import train
+    from edgetl.train.config import build_config
+    from edgetl.train.trainer import train
 
     root = tmp_path_factory.mktemp("integrity")
     data = make_dataset(root, classes=("red", "green"), per_class=4, size=32)
@@ -66,7 +66,7 @@ def run_copy(trained_run, tmp_path):
 
 
 def test_run_json_lists_every_artifact_with_its_sha256(run_copy):
-    from edgetl.run import VERIFIED, open_run
+    from edgetl.train.run_folder import VERIFIED, open_run
 
     info = json.loads((run_copy / "run.json").read_text())
     assert sorted(info["files"]) == sorted(VERIFIED) == ["config.yaml", "labels.txt", "model.keras", "splits.json"]
@@ -78,7 +78,7 @@ def test_run_json_lists_every_artifact_with_its_sha256(run_copy):
 
 @pytest.mark.parametrize("name", ["model.keras", "labels.txt", "config.yaml", "splits.json"])
 def test_open_run_refuses_a_changed_file_and_names_it(run_copy, name):
-    from edgetl.run import open_run
+    from edgetl.train.run_folder import open_run
 
     data = bytearray((run_copy / name).read_bytes())
     data[len(data) // 2] ^= 0x20  # one flipped bit, same size
@@ -88,7 +88,7 @@ def test_open_run_refuses_a_changed_file_and_names_it(run_copy, name):
 
 
 def test_open_run_refuses_a_truncated_model_and_a_bad_files_map(run_copy):
-    from edgetl.run import open_run
+    from edgetl.train.run_folder import open_run
 
     model = run_copy / "model.keras"
     model.write_bytes(model.read_bytes()[:1000])
@@ -106,8 +106,8 @@ def test_open_run_refuses_a_truncated_model_and_a_bad_files_map(run_copy):
 
 # ------------------------------------------------------------------------- feature cache
 def _cache(trained_run):
-    from edgetl.bases import build_base, get_base
-    from edgetl.features import FeatureCache
+    from edgetl.models.bases import build_base, get_base
+    from edgetl.train.extract import FeatureCache
 
     _, cache_dir, config = trained_run
     spec = get_base(config.base)
@@ -128,7 +128,7 @@ def test_feature_chunks_carry_their_sha256_and_a_corrupt_one_is_recomputed(train
         assert chunks
         for chunk in chunks:
             assert atomic.sha256_file(chunk).startswith(chunk.stem.rsplit("-", 1)[-1])
-        from edgetl.data import load_dataset
+        from edgetl.train.data import load_dataset
 
         ds = load_dataset(config.data, config.val_split, config.seed)
         files = [p for p, _ in ds.train]
@@ -157,7 +157,7 @@ def test_feature_chunks_carry_their_sha256_and_a_corrupt_one_is_recomputed(train
 
 
 def test_corrupt_checkpoint_starts_fresh(tmp_path, capsys):
-    from edgetl import checkpoint
+    from edgetl.train import checkpoint
 
     state = checkpoint.State("head", 3, [{"epoch": 1}], [np.ones((2, 2), np.float32)], [np.zeros(3, np.float32)])
     path = checkpoint.save_state(tmp_path, "digest", state)

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from edgetl.errors import ExportError
-from edgetl.mediapipe_metadata import (add_mediapipe_metadata, append_packed_files, classify_with_mediapipe,
+from edgetl.export.mediapipe_metadata import (add_mediapipe_metadata, append_packed_files, classify_with_mediapipe,
                                        mediapipe_python, normalization, read_mediapipe_metadata, split_packed_files)
 from edgetl.runtime.image import load_rgb, preprocess
 from edgetl.runtime.interpreter import open_model

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgetl.config import build_config
-from edgetl.model import build_classifier, head_to_numpy, output_kind
+from edgetl.train.config import build_config
+from edgetl.models.classifier import build_classifier, head_to_numpy, output_kind
 
 
 @pytest.mark.parametrize("num_classes, units, activation", [(2, 1, "sigmoid"), (3, 3, "softmax"), (5, 5, "softmax")])
@@ -33,7 +33,7 @@ def test_numpy_head_matches_keras_head():
 @pytest.mark.parametrize("n", [1, 5, 30])
 def test_fine_tuning_unfreezes_exactly_n_layers(n):
     from edgetl._tf import keras
-    from edgetl.finetune import trainable_layer_names, unfreeze_top
+    from edgetl.train.finetune import trainable_layer_names, unfreeze_top
 
     config = build_config({"weights": "none", "input_size": 32})
     _, base, _ = build_classifier(config, 2)

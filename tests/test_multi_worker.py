@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_dataset
-from edgetl.distribute import Workers, read_tf_config
+from edgetl.train.distribute import Workers, read_tf_config
 from edgetl.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def test_tf_config_ranks_chief_first():
 
 
 def test_train_refuses_before_starting_tensorflow(tmp_path, tiny_config, monkeypatch):
-    from edgetl.train import train
+    from edgetl.train.trainer import train
 
     data = make_dataset(tmp_path, classes=("red", "green"), per_class=3, size=32)
     monkeypatch.delenv("TF_CONFIG", raising=False)
@@ -71,7 +71,7 @@ def _history(run: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_two_workers_train_the_same_head_as_one(tmp_path, tiny_config):
-    from edgetl.train import train
+    from edgetl.train.trainer import train
 
     # 18 train images at batch 8: two full global batches (4 per worker) and a last one of 2 (1 + 1)
     data = make_dataset(tmp_path, classes=("red", "green", "blue"), per_class=8, size=32)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from edgetl.errors import ExportError, GateError
-from edgetl.ladder import ONNX_LADDER, TFLITE_LADDER, Rung, climb
+from edgetl.export.ladder import ONNX_LADDER, TFLITE_LADDER, Rung, climb
 from edgetl.runtime.interpreter import Quant
-from edgetl.quantize import Calibration, QuantSpec, stratified
+from edgetl.export.quantize import Calibration, QuantSpec, stratified
 
 INT8 = QuantSpec(weights="int8", io="uint8", calibration=10)
 
@@ -102,7 +102,7 @@ def run2(tmp_path_factory):
 
 
 def test_failing_gate_climbs_every_rung_and_exits_3(run2, tmp_path):
-    from edgetl.export import ExportOptions, export_run
+    from edgetl.export.exporter import ExportOptions, export_run
 
     out = tmp_path / "b"
     with pytest.raises(GateError) as info:
@@ -121,8 +121,8 @@ def test_failing_gate_climbs_every_rung_and_exits_3(run2, tmp_path):
 
 
 def test_qat_export_runs_in_litert(run2, tmp_path):
-    from edgetl.export import ExportOptions, export_run
-    from edgetl.predict import open_predictor
+    from edgetl.export.exporter import ExportOptions, export_run
+    from edgetl.export.predict import open_predictor
 
     result = export_run(run2, ExportOptions(formats=("tflite-float32",), out=str(tmp_path / "b"), calibration=12,
                                             qat_epochs=3, split=False), log=lambda s: None)
@@ -137,8 +137,8 @@ def test_qat_export_runs_in_litert(run2, tmp_path):
 
 @pytest.mark.parametrize("io", ["int8", "float32"])
 def test_int8_io_dtype_follows_option(run2, tmp_path, io):
-    from edgetl.quantize import calibration_from_run, tflite_bytes, tflite_io_params
-    from edgetl.run import open_run
+    from edgetl.export.quantize import calibration_from_run, tflite_bytes, tflite_io_params
+    from edgetl.train.run_folder import open_run
 
     run = open_run(run2)
     path = tmp_path / "m.tflite"
@@ -149,7 +149,7 @@ def test_int8_io_dtype_follows_option(run2, tmp_path, io):
 
 
 def test_calibration_chunk_divides_the_count():
-    from edgetl.quantize import calibration_chunk
+    from edgetl.export.quantize import calibration_chunk
 
     assert [calibration_chunk(n) for n in (1, 10, 16, 20, 800, 797, 48)] == [1, 10, 16, 10, 16, 1, 16]
 
@@ -160,7 +160,7 @@ def test_histogram_calibration_reads_images_in_chunks(tmp_path, monkeypatch, met
     # given at once (an 800-image entropy rung at 224 px was OOM-killed), so they get chunks.
     import onnxruntime as ort
 
-    from edgetl import quantize
+    from edgetl.export import quantize
     from edgetl._tf import keras
 
     inputs = keras.Input((16, 16, 3))

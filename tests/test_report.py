@@ -17,9 +17,10 @@ from PIL import Image
 
 from edgetl.cli import main
 from edgetl.errors import EdgetlError
-from edgetl.report import numeric_columns, write_report
-from edgetl.report_bundle import regressions
-from edgetl.report_run import class_count_rows, skipped_rows
+from edgetl.report.document import numeric_columns
+from edgetl.report.writer import write_report
+from edgetl.report.bundle_report import regressions
+from edgetl.report.run_report import class_count_rows, skipped_rows
 from report_fixtures import make_bundle, make_run
 
 DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -147,7 +148,7 @@ def test_class_count_shapes():
 
 
 def test_numeric_columns_alignment():
-    from edgetl.report import Block
+    from edgetl.report.document import Block
 
     block = Block("table", header=("fmt", "acc", "file"), rows=(("x", "96.7%", "m.tflite"), ("y", "-", "n.onnx")))
     assert numeric_columns(block) == [False, True, False]

@@ -143,6 +143,6 @@ def test_kill_9_in_every_phase_then_resume_matches_an_uninterrupted_run(tmp_path
     assert _strip(metrics) == _strip(expected)  # exact: same seed, same numbers
     assert (out / "history.csv").read_text() == (reference / "history.csv").read_text()
     assert not list(out.glob(".*.tmp*"))  # no temporary file left behind in the run folder
-    from edgetl.run import open_run
+    from edgetl.train.run_folder import open_run
 
     assert open_run(out).info["files"]["model.keras"]["size_bytes"] > 0

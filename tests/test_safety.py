@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgetl.config import load_config, read_yaml
+from edgetl.train.config import load_config, read_yaml
 from edgetl.errors import BundleError, ConfigError
 from edgetl.runtime.bundle import load_bundle
 

@@ -58,7 +58,7 @@ def test_tensorboard_scalars_per_phase_and_confusion_image(tmp_path):
 
 
 def test_no_tensorboard_folder_without_the_flag(tmp_path, tiny_config):
-    from edgetl.train import train
+    from edgetl.train.trainer import train
 
     data = make_dataset(tmp_path, classes=("red", "green"), per_class=3, size=32)
     train(tiny_config(data, epochs=1), echo=lambda _: None)

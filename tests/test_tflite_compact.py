@@ -1,10 +1,10 @@
-"""edgetl.tflite_compact: lossless (same outputs), smaller int8 files, aligned buffers, honest breakdown."""
+"""edgetl.export.tflite_compact: lossless (same outputs), smaller int8 files, aligned buffers, honest breakdown."""
 
 import numpy as np
 import pytest
 
 from edgetl._tf import keras, tf
-from edgetl.tflite_compact import BUFFER_ALIGN, breakdown, compact
+from edgetl.export.tflite_compact import BUFFER_ALIGN, breakdown, compact
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from conftest import make_dataset
 from edgetl.cli import main
-from edgetl.run import open_run
-from edgetl.train import train
+from edgetl.train.run_folder import open_run
+from edgetl.train.trainer import train
 
 RUN_FILES = ("model.keras", "labels.txt", "config.yaml", "splits.json", "metrics.json", "history.csv",
              "curves.png", "confusion.png", "run.json")
@@ -138,9 +138,9 @@ def test_mirrored_strategy_trains_and_resumes(tmp_path, tiny_config):
 
 def test_one_fit_head_phase_matches_one_fit_per_epoch(tmp_path):
     """run_head_phase (all epochs in one fit) must train exactly what run_phase (a fit per epoch) trains."""
-    from edgetl.config import build_config
-    from edgetl.model import build_head
-    from edgetl.train import compile_model, run_head_phase, run_phase
+    from edgetl.train.config import build_config
+    from edgetl.models.classifier import build_head
+    from edgetl.train.trainer import compile_model, run_head_phase, run_phase
 
     config = build_config({"base": "mobilenet_v2", "input_size": 32, "dropout": 0.3, "batch_size": 8,
                            "learning_rate": 0.01, "seed": 5})

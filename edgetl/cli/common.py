@@ -32,7 +32,7 @@ EXIT_CODES: dict[int, str] = {
 }
 INTERNAL_ERROR = 70
 
-# The names of edgetl.export.FORMATS (not imported: that module needs TensorFlow).
+# The names of edgetl.export.exporter.FORMATS (not imported: that module needs TensorFlow).
 MODEL_FORMATS = ("tflite-float32", "tflite-float16", "tflite-dynamic", "tflite-int8", "tflite-qat-int8", "onnx",
                  "onnx-int8")
 FORMAT_HELP = ", ".join(MODEL_FORMATS)
@@ -88,7 +88,7 @@ def try_report(folder: str | Path, as_json: bool = False) -> Path | None:
 
     The caller's exit code stands either way: the report is a view of files already written.
     """
-    from edgetl.report import write_report
+    from edgetl.report.writer import write_report
 
     try:
         html_path, _ = write_report(folder)

@@ -19,7 +19,7 @@ FLAG_FORMATS = {"float32": "tflite-float32", "float16": "tflite-float16", "dynam
 
 def _finish_bundle(bundle: Path, make_report: bool, archive: bool, as_json: bool) -> tuple[Path | None, Path | None]:
     """Report first, then the archive, so BUNDLE.tar.gz carries report.html too."""
-    from edgetl.export import write_archive
+    from edgetl.export.exporter import write_archive
 
     html = try_report(bundle, as_json) if make_report else None
     return html, (write_archive(bundle) if archive else None)
@@ -58,7 +58,7 @@ def export(run_dir, formats, io, calibration, calibration_method, split, archive
     validation.json and its report are written anyway.
     """
     from edgetl.errors import GateError
-    from edgetl.export import ExportOptions, export_run
+    from edgetl.export.exporter import ExportOptions, export_run
 
     chosen = tuple(FLAG_FORMATS[k] for k, v in flags.items() if v) + formats
     options = ExportOptions(formats=chosen or ExportOptions.formats, io=io, calibration=calibration,
@@ -97,7 +97,7 @@ def validate(bundle_dir, data, max_drop, formats, make_report, as_json):
     int8 format drops more than --max-drop percentage points (the report is written first).
     """
     from edgetl.runtime.bundle import load_bundle
-    from edgetl.validate import check_gate, eval_set_from_folder, table, validate_bundle
+    from edgetl.export.validate import check_gate, eval_set_from_folder, table, validate_bundle
 
     bundle = load_bundle(bundle_dir)
     evalset = eval_set_from_folder(data, bundle.classes, bundle.input_size, bundle.scale, bundle.offset)
@@ -117,7 +117,7 @@ def validate(bundle_dir, data, max_drop, formats, make_report, as_json):
 @json_option("Print everything embedded (classes, preprocessing) as JSON.")
 def labels(model, as_json):
     """Print the class names embedded in a .tflite or .onnx file, one per line."""
-    from edgetl.metadata import read_info
+    from edgetl.export.metadata import read_info
 
     info = read_info(model)
     echo_json(info) if as_json else click.echo("\n".join(info["classes"]))

@@ -33,7 +33,7 @@ def report_cmd(path: str, out: str | None, as_json: bool) -> None:
     train, export and validate write these on their own (unless --no-report); use this
     command for an older folder or a different --out.
     """
-    from edgetl.report import write_report
+    from edgetl.report.writer import write_report
 
     html_path, md_path = write_report(path, out)
     if as_json:

@@ -1,6 +1,6 @@
 """CLI commands of the train stage: train, layers, classify, features.
 
-`edgetl train` gets one flag per TrainConfig field, generated from `edgetl.config.FIELDS`
+`edgetl train` gets one flag per TrainConfig field, generated from `edgetl.train.config.FIELDS`
 (bools as --x/--no-x, tuples as comma lists, choices as click.Choice). Every flag defaults
 to None, meaning "not given": only flags typed on the command line override the YAML.
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from edgetl.cli.common import REPORT_OPTION, echo_json, json_option, log_to, stdout_to_stderr, try_report
-from edgetl.config import FIELDS, _HINTS
+from edgetl.train.config import FIELDS, _HINTS
 
 DEFAULT_CACHE = "~/.cache/edgetl"
 SHORT = {"out": ("-o",)}  # short aliases of config flags; -o means --out in every command
@@ -60,8 +60,8 @@ def train(config_file, resume, make_report, as_json, **flags):
 
     Writes the run folder --out (model.keras, metrics.json, ...) and report.html/report.md in it.
     """
-    from edgetl.config import load_config
-    from edgetl.train import train as run_training
+    from edgetl.train.config import load_config
+    from edgetl.train.trainer import train as run_training
 
     config = load_config(config_file, flags)
     log = log_to(as_json)
@@ -84,7 +84,7 @@ def train(config_file, resume, make_report, as_json, **flags):
 @json_option("Print a JSON list of {name, type, output_shape}.")
 def layers(base, input_size, as_json):
     """List the layers of a base (name, type, output shape) to pick --cut-layer."""
-    from edgetl.bases import get_base, layer_table
+    from edgetl.models.bases import get_base, layer_table
 
     spec = get_base(base)
     rows = layer_table(spec, input_size or spec.default_size)
@@ -126,7 +126,7 @@ def classify(ctx, images, base, weights, labels_file, top_k, as_json):
 
     Exit code 1 if any image could not be decoded (an `error:` line each on stderr).
     """
-    from edgetl.bases import build_base, get_base
+    from edgetl.models.bases import build_base, get_base
     from edgetl.errors import ImageError
     from edgetl.runtime.image import load_rgb, preprocess
 
@@ -169,9 +169,9 @@ def features(data, out, base, weights, input_size, cut_layer, pooling, cache_dir
     """Extract base features of every image into an .npz (features, labels, paths, splits, classes)."""
     import numpy as np
 
-    from edgetl.bases import build_base, get_base
-    from edgetl.data import all_images
-    from edgetl.features import FeatureCache
+    from edgetl.models.bases import build_base, get_base
+    from edgetl.train.data import all_images
+    from edgetl.train.extract import FeatureCache
     from edgetl.runtime import atomic
 
     spec = get_base(base)

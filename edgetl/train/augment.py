@@ -12,7 +12,7 @@ default). PIL can only fill a constant, so the image is first padded with numpy 
 `symmetric`) by exactly as much as the transform reaches outside it.
 
 Randomness comes from a generator seeded per (run seed, image, view): a view is the same
-image every time, which is what lets `edgetl.features` cache it.
+image every time, which is what lets `edgetl.train.extract` cache it.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def compact(model: bytes) -> bytes:
 def compact_packed(data: bytes) -> bytes:
     """`compact` for a .tflite with a zip of packed files after the flatbuffer (metadata writers
     re-serialize the flatbuffer without sharing); the zip is rebuilt after the compacted model."""
-    from edgetl.mediapipe_metadata import append_packed_files, split_packed_files
+    from edgetl.export.mediapipe_metadata import append_packed_files, split_packed_files
 
     flatbuffer, files = split_packed_files(data)
     return append_packed_files(compact(flatbuffer), files)
@@ -83,7 +83,7 @@ def breakdown(data: bytes) -> dict[str, Any]:
     """
     from ai_edge_litert import schema_py_generated as schema
 
-    from edgetl.mediapipe_metadata import split_packed_files
+    from edgetl.export.mediapipe_metadata import split_packed_files
 
     model = schema.Model.GetRootAsModel(bytearray(data), 0)
     types = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}

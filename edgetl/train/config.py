@@ -149,7 +149,7 @@ def build_config(values: Mapping[str, Any]) -> TrainConfig:
 
 
 def validate(config: TrainConfig) -> None:
-    """Range and choice checks; the registry check of `base` lives in `edgetl.bases`."""
+    """Range and choice checks; the registry check of `base` lives in `edgetl.models.bases`."""
     for name, f in FIELDS.items():
         value = getattr(config, name)
         meta = f.metadata

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgetl._tf import keras  # sets TF_USE_LEGACY_KERAS before tfmot is imported
 from edgetl.errors import ExportError, ImageError
-from edgetl.model import split_model
+from edgetl.models.classifier import split_model
 from edgetl.runtime.image import load_rgb, preprocess
 
 CHUNK = 64

@@ -3,7 +3,7 @@
 Fine-tuning starts from the pretrained base weights (that is the weight initialisation) and
 the head trained on cached features, then trains end-to-end at a low learning rate. Unlike
 head training, the base changes every step, so features cannot be cached: images are decoded
-once into memory and augmented per epoch with `edgetl.augment`.
+once into memory and augmented per epoch with `edgetl.train.augment`.
 
 BatchNormalization layers stay frozen, and the fused model calls the base with
 training=False, so their statistics stay in inference mode (the TF tutorial's advice).
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.augment import AugmentParams, augment, view_rng
+from edgetl.train.augment import AugmentParams, augment, view_rng
 from edgetl.runtime.image import load_rgb, preprocess
 
 

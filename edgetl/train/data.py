@@ -8,7 +8,7 @@ Two layouts are accepted:
 Everything that makes a dataset unusable (missing folder, empty class, a single class,
 train and val with different classes) is a DataError here, so a run fails in seconds rather
 than after feature extraction. Undecodable files are found later, while decoding, and are
-skipped and reported (see `edgetl.features`), never fatal.
+skipped and reported (see `edgetl.train.extract`), never fatal.
 """
 
 from __future__ import annotations

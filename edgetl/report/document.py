@@ -4,7 +4,8 @@ The report is built once as a list of blocks (heading, text, table, image, pre) 
 twice. report.html is self-contained (inline CSS, images as base64 data URIs, no scripts,
 no external URLs) so it can be mailed or attached to a CI run; report.md sits beside its
 PNG files so it renders on a code host. What goes into the report is decided by
-edgetl.report_run and edgetl.report_bundle; this module knows blocks, files and formatting.
+edgetl.report.run_report and edgetl.report.bundle_report; edgetl.report.writer picks one
+and writes the files; this module knows blocks, rendering and formatting.
 """
 
 from __future__ import annotations
@@ -18,10 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edgetl.errors import EdgetlError
-from edgetl.runtime.atomic import write_bytes, write_text
 
-HTML_NAME = "report.html"
-MD_NAME = "report.md"
 IMAGE_PREFIX = "report_"
 
 CSS = """
@@ -190,35 +188,3 @@ def kv_table(doc: Doc, pairs: list[tuple[str, Any]]) -> None:
     rows = [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in pairs if v is not None]
     if rows:
         doc.table(("", "value"), rows)
-
-
-def build_doc(path: str | Path) -> Doc:
-    """Pick the run or bundle layout by the files present."""
-    from edgetl.report_bundle import build_bundle_doc
-    from edgetl.report_run import build_run_doc, is_run
-
-    root = Path(path)
-    if not root.is_dir():
-        raise EdgetlError(f"report: folder not found: {root} (give a run folder or a bundle folder)")
-    if (root / "manifest.json").is_file():
-        return build_bundle_doc(root)
-    if is_run(root):
-        return build_run_doc(root)
-    raise EdgetlError(f"report: {root} is neither a run folder (config.yaml, metrics.json, history.csv) "
-                      f"nor a bundle (manifest.json)")
-
-
-def write_report(path: str | Path, out: str | Path | None = None) -> tuple[Path, Path]:
-    """Write report.html and report.md (+ report_*.png) into `out` (default: `path`).
-
-    Each file is written atomically; report.html comes last, so its presence means the
-    Markdown and its images are complete too.
-    """
-    doc = build_doc(path)
-    out_dir = Path(out) if out is not None else Path(path)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, png in doc.images.items():
-        write_bytes(out_dir / image_file(name), png)
-    md_path = write_text(out_dir / MD_NAME, render_md(doc))
-    html_path = write_text(out_dir / HTML_NAME, render_html(doc))
-    return html_path, md_path

@@ -5,8 +5,8 @@ run's TRAINING split, decoded and preprocessed exactly as in training (`load_rgb
 `preprocess` with the run's scale/offset), never the validation images the gate measures.
 int8 TFLite pins `TFLITE_BUILTINS_INT8`: a graph that cannot be fully quantized fails
 instead of silently keeping float ops. Everything a conversion depends on is a `QuantSpec`
-so the fallback ladder (edgetl.ladder) can describe each rung as a change to it.
-Every .tflite is passed through `edgetl.tflite_compact.compact` (lossless: identical vectors
+so the fallback ladder (edgetl.export.ladder) can describe each rung as a change to it.
+Every .tflite is passed through `edgetl.export.tflite_compact.compact` (lossless: identical vectors
 such as the per-channel int64 zero points are stored once), which takes the int8 MobileNetV2
 from 30.6 % to 27.9 % of the float file.
 """
@@ -144,7 +144,7 @@ def _tflite_layers(model_bytes: bytes) -> list[str]:
 
 def tflite_bytes(model, spec: QuantSpec, calibration: Calibration | None) -> bytes:
     """Convert a tf_keras model with TFLiteConverter per `spec`, then compact it (lossless)."""
-    from edgetl.tflite_compact import compact
+    from edgetl.export.tflite_compact import compact
 
     return compact(_convert_tflite(model, spec, calibration))
 

@@ -29,9 +29,9 @@ def callbacks(config, out: Path, phase: str) -> list:
 
 
 def log_confusion(out: Path, confusion: np.ndarray, classes: list[str], step: int) -> Path:
-    """Render the validation confusion matrix (edgetl.plots) and write it as an image summary."""
+    """Render the validation confusion matrix (edgetl.report.plots) and write it as an image summary."""
     from edgetl._tf import tf
-    from edgetl.plots import plot_confusion
+    from edgetl.report.plots import plot_confusion
 
     with tempfile.TemporaryDirectory() as tmp:
         png = plot_confusion(np.asarray(confusion), classes, Path(tmp) / "confusion.png").read_bytes()

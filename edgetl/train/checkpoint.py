@@ -5,7 +5,7 @@ model's weights, the optimizer's variables (Adam moments, iteration count), the 
 ('head' or 'fine_tune'), the last completed epoch, the history so far and a digest of
 everything that determines the result (config minus output-only fields, the exact splits,
 the base weights). A re-run with the same digest continues after the saved epoch; anything
-else starts fresh. Because each epoch reseeds itself (see `edgetl.train.fit_epoch`), a
+else starts fresh. Because each epoch reseeds itself (see `edgetl.train.trainer.fit_epoch`), a
 resumed run reproduces an uninterrupted one exactly.
 """
 

@@ -12,8 +12,8 @@ import csv
 from pathlib import Path
 from typing import Any, Callable
 
-from edgetl.report import Doc, affine, kv_table, num, pct, read_json
-from edgetl.report_figures import confusion_png, curves_png
+from edgetl.report.document import Doc, affine, kv_table, num, pct, read_json
+from edgetl.report.figures import confusion_png, curves_png
 
 MAX_TABLE_ROWS = 50
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.augment import AugmentParams, augment, view_rng
+from edgetl.train.augment import AugmentParams, augment, view_rng
 from edgetl.errors import ImageError
 from edgetl.runtime import atomic
 from edgetl.runtime.image import load_rgb, preprocess

@@ -5,17 +5,17 @@
     features.FeatureCache ──> train views [clean + K augmented], clean val  (disk cache)
     head trained alone on the features (all epochs in one fit), reseeded and checkpointed per epoch
     [fine-tuning: unfreeze top N base layers, train end-to-end on augmented images]
-    run folder (edgetl.run contract), run.json written last
+    run folder (edgetl.train.run_folder contract), run.json written last
 
 Every epoch reseeds TF/NumPy and the dropout generators from (seed, epoch) and shuffles with
 its own generator, so a run resumed from RUN/checkpoints/state.npz after a kill -9
-continues exactly as if it had never stopped (see edgetl.checkpoint). Resuming is automatic
+continues exactly as if it had never stopped (see edgetl.train.checkpoint). Resuming is automatic
 when the checkpoint's digest (config, splits, base weights) matches; `resume=False`
 (`--no-resume`) starts over.
 
 strategy multi_worker (TF_CONFIG) shards feature extraction and head batches over several
-processes or machines; only the chief writes the run folder (see edgetl.distribute).
-TensorBoard (`--tensorboard`): RUN/tensorboard/{head,fine_tune,confusion} (see edgetl.tensorboard_logs).
+processes or machines; only the chief writes the run folder (see edgetl.train.distribute).
+TensorBoard (`--tensorboard`): RUN/tensorboard/{head,fine_tune,confusion} (see edgetl.train.tensorboard_logs).
 """
 
 from __future__ import annotations
@@ -29,15 +29,15 @@ from typing import Callable
 
 import numpy as np
 
-from edgetl import checkpoint, distribute, tensorboard_logs
-from edgetl.augment import AugmentParams
-from edgetl.bases import get_base
-from edgetl.config import TrainConfig
-from edgetl.data import Dataset, load_dataset
+from edgetl.train import checkpoint, distribute, tensorboard_logs
+from edgetl.train.augment import AugmentParams
+from edgetl.models.bases import get_base
+from edgetl.train.config import TrainConfig
+from edgetl.train.data import Dataset, load_dataset
 from edgetl.errors import ConfigError, DataError
-from edgetl.features import FeatureCache
-from edgetl.model import build_classifier, build_head, output_kind
-from edgetl.runfiles import write_run_folder
+from edgetl.train.extract import FeatureCache
+from edgetl.models.classifier import build_classifier, build_head, output_kind
+from edgetl.train.run_folder import write_run_folder
 from edgetl.testhooks import slow_step
 
 EpochHook = Callable[[str, int], None]
@@ -206,7 +206,7 @@ def train(config: TrainConfig, resume: bool = True, epoch_hook: EpochHook | None
 def _train(config: TrainConfig, dataset: Dataset, params: AugmentParams, strategy, workers, out: Path, resume: bool,
            epoch_hook: EpochHook | None, echo) -> dict:
     from edgetl._tf import set_seed
-    from edgetl.finetune import image_sequence, load_pixels, unfreeze_top
+    from edgetl.train.finetune import image_sequence, load_pixels, unfreeze_top
 
     start = time.time()
     multi = config.strategy == "multi_worker"

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgetl.errors import ImageError
-from edgetl.report import Doc, affine, kv_table, num, pct, read_json, size
-from edgetl.report_figures import confusion_png, thumbnail_grid_png
+from edgetl.report.document import Doc, affine, kv_table, num, pct, read_json, size
+from edgetl.report.figures import confusion_png, thumbnail_grid_png
 from edgetl.runtime.bundle import load_bundle
 from edgetl.runtime.image import load_rgb
 

@@ -9,8 +9,8 @@ Output: two classes -> one sigmoid unit (P(class 1)), as in the lessons; more ->
 
 from __future__ import annotations
 
-from edgetl.bases import build_base, get_base
-from edgetl.config import TrainConfig
+from edgetl.models.bases import build_base, get_base
+from edgetl.train.config import TrainConfig
 from edgetl.runtime.head import NumpyHead
 
 

@@ -11,14 +11,18 @@
       curves.png       train vs val accuracy and loss
       confusion.png    validation confusion matrix
 
-A run folder is complete when run.json exists: it is written last. Its "files" map,
-{name: {"sha256", "size_bytes"}} for the files in VERIFIED, is checked by `open_run`, so a
+`write_run_folder` writes each file atomically and run.json last, so a folder is complete
+when run.json exists and a crash at any point leaves a folder that `open_run` refuses.
+run.json's "files" map, {name: {"sha256", "size_bytes"}} for the files in VERIFIED, taken
+from the files as written, is checked by `open_run`, so a
 tampered, truncated or half-copied folder is refused with the name of the bad file (run
 folders written before the map existed have no "files" key and are not checked).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +30,10 @@ from typing import Any
 
 from edgetl import __version__
 from edgetl.errors import RunFolderError
-from edgetl.runtime.atomic import sha256_file
+from edgetl.train.config import dump_config
+from edgetl.models.classifier import output_kind
+from edgetl.report.plots import plot_confusion, plot_curves
+from edgetl.runtime import atomic
 
 MODEL_FILE = "model.keras"
 REQUIRED = ("model.keras", "labels.txt", "config.yaml", "splits.json", "run.json")
@@ -61,7 +68,7 @@ class RunFolder:
         return [(root / rel, int(label)) for rel, label in self.splits.get(split, [])]
 
     def config(self):
-        from edgetl.config import load_config
+        from edgetl.train.config import load_config
 
         return load_config(self.root / "config.yaml")
 
@@ -113,9 +120,59 @@ def verify_files(root: Path, info: dict[str, Any]) -> None:
             raise RunFolderError(f"run folder {root}: run.json lists an unexpected file {name!r}; re-run `edgetl train`")
         path = root / name
         try:
-            size, digest = path.stat().st_size, sha256_file(path)
+            size, digest = path.stat().st_size, atomic.sha256_file(path)
         except OSError as exc:
             raise RunFolderError(f"run folder file {name} cannot be read ({exc.strerror}); re-run `edgetl train`") from None
         if size != entry.get("size_bytes") or digest != entry.get("sha256"):
             raise RunFolderError(f"run folder file {name} does not match its sha256 in run.json "
                                  f"(tampered, truncated or half-copied); copy the folder again or re-run `edgetl train`")
+
+
+HISTORY_COLUMNS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def history_csv(history: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: row.get(k) for k in HISTORY_COLUMNS})
+    return buf.getvalue()
+
+
+def run_info(config, spec, base, classes: list[str]) -> dict:
+    return {
+        "edgetl_version": __version__,
+        "base": spec.name,
+        "cut_layer": config.cut_layer,
+        "input_size": config.input_size,
+        "preprocessing": {"scale": spec.scale, "offset": spec.offset, "color": "RGB"},
+        "output": output_kind(len(classes))[0],
+        "feature_shape": [int(d) for d in base.output.shape[1:]],
+        "classes": list(classes),
+        "pooling": config.pooling,
+        "dense_activation": config.dense_activation,
+        "weights": config.weights,
+    }
+
+
+def file_digests(out: Path, names=VERIFIED) -> dict[str, dict]:
+    """{name: {"sha256", "size_bytes"}} of files already in the run folder."""
+    return {name: {"sha256": atomic.sha256_file(out / name), "size_bytes": (out / name).stat().st_size}
+            for name in names}
+
+
+def write_run_folder(out: Path, config, spec, fused, base, dataset, splits: dict, history: list[dict],
+                     confusion, metrics: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic.atomic_path(out / "model.keras", suffix=".keras") as tmp:
+        fused.save(tmp)
+    atomic.write_text(out / "labels.txt", "".join(f"{c}\n" for c in dataset.classes))
+    atomic.write_text(out / "config.yaml", dump_config(config))
+    atomic.write_text(out / "splits.json", json.dumps(splits, indent=1))
+    atomic.write_text(out / "history.csv", history_csv(history))
+    plot_curves(history, out / "curves.png")
+    plot_confusion(confusion, dataset.classes, out / "confusion.png")
+    atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    info = {**run_info(config, spec, base, dataset.classes), "files": file_digests(out)}
+    atomic.write_text(out / "run.json", json.dumps(info, indent=2))

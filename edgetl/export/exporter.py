@@ -3,7 +3,7 @@
 Formats are a registry of small converters, each `(model, calibration, job, out_path) ->
 path`. Every requested format is written twice by default: the fused classifier, and the
 frozen base alone ("base-<fmt>") whose features go through head.npz on the device. Int8
-formats climb the fallback ladder (edgetl.ladder) when the run has a val split to gate on.
+formats climb the fallback ladder (edgetl.export.ladder) when the run has a val split to gate on.
 The bundle is built in a temporary folder (atomic_dir) and appears only when complete.
 """
 
@@ -20,9 +20,9 @@ from typing import Any, Callable
 
 from edgetl import __version__
 from edgetl.errors import ExportError, GateError
-from edgetl.ladder import ONNX_LADDER, TFLITE_LADDER, Rung, climb
-from edgetl.metadata import onnx_with_labels, tflite_with_labels
-from edgetl.quantize import IO_TYPES, METHODS, Calibration, QuantSpec, onnx_float, onnx_int8, tflite_bytes, tflite_io_params
+from edgetl.export.ladder import ONNX_LADDER, TFLITE_LADDER, Rung, climb
+from edgetl.export.metadata import onnx_with_labels, tflite_with_labels
+from edgetl.export.quantize import IO_TYPES, METHODS, Calibration, QuantSpec, onnx_float, onnx_int8, tflite_bytes, tflite_io_params
 from edgetl.runtime import atomic
 from edgetl.runtime.bundle import FORMAT_VERSION, MANIFEST, file_entry
 
@@ -108,7 +108,7 @@ FORMATS: dict[str, Format] = {
     "onnx": Format("float32", ".onnx", "onnx", to_onnx, lambda o: QuantSpec()),
     "onnx-int8": Format("int8", ".onnx", "onnx", to_onnx_int8,
                         lambda o: _int8(o).replace(io="float32"), ONNX_LADDER),
-    # Built from the QAT model (edgetl.qat); its base is the same as tflite-int8's, so no split.
+    # Built from the QAT model (edgetl.export.qat); its base is the same as tflite-int8's, so no split.
     "tflite-qat-int8": Format("qat_int8", ".tflite", "tflite", to_tflite, _int8, None, split=False),
 }
 
@@ -151,8 +151,8 @@ def add_mediapipe(path: Path, run, log: Callable[[str], None]) -> dict[str, Any]
 
     A model the writer refuses keeps its edgetl labels and is recorded as such, with a warning.
     """
-    from edgetl.mediapipe_metadata import add_mediapipe_metadata
-    from edgetl.tflite_compact import compact_packed
+    from edgetl.export.mediapipe_metadata import add_mediapipe_metadata
+    from edgetl.export.tflite_compact import compact_packed
 
     try:
         add_mediapipe_metadata(path, path, run.classes, run.scale, run.offset)
@@ -223,11 +223,11 @@ def export_run(run_dir: str | Path, options: ExportOptions, log: Callable[[str],
     Raises GateError (after the bundle is written, with validation.json saying why, and the
     result in its `result`) when a gated format drops more than options.max_drop.
     """
-    from edgetl.model import head_to_numpy, split_model, with_class_probabilities
-    from edgetl.predict import open_predictor, run_images, to_probabilities
-    from edgetl.quantize import calibration_from_run
-    from edgetl.run import open_run
-    from edgetl.validate import check_gate, drop_pp, keras_outputs, load_eval_set, table, validate_bundle
+    from edgetl.models.classifier import head_to_numpy, split_model, with_class_probabilities
+    from edgetl.export.predict import open_predictor, run_images, to_probabilities
+    from edgetl.export.quantize import calibration_from_run
+    from edgetl.train.run_folder import open_run
+    from edgetl.export.validate import check_gate, drop_pp, keras_outputs, load_eval_set, table, validate_bundle
 
     check_options(options)
     run = open_run(run_dir)
@@ -245,7 +245,7 @@ def export_run(run_dir: str | Path, options: ExportOptions, log: Callable[[str],
             log(f"warning: {warning}")
     models = {f: with_class_probabilities(fused) for f in formats}
     if qat_epochs:
-        from edgetl.qat import qat_classifier
+        from edgetl.export.qat import qat_classifier
 
         log(f"quantization-aware training of the head for {qat_epochs} epoch(s)")
         models["tflite-qat-int8"] = with_class_probabilities(qat_classifier(run, fused, qat_epochs, log))

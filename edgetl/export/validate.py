@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from edgetl.errors import DataError, EdgetlError, GateError, ImageError
-from edgetl.predict import Outputs, open_predictor, run_images, to_probabilities
+from edgetl.export.predict import Outputs, open_predictor, run_images, to_probabilities
 from edgetl.runtime import atomic
 from edgetl.runtime.bundle import MANIFEST, Bundle, load_bundle
 from edgetl.runtime.folders import scan_class_folders
@@ -113,7 +113,7 @@ def _source_model(bundle: Bundle):
     if not path:
         return None
     try:
-        from edgetl.run import open_run
+        from edgetl.train.run_folder import open_run
 
         return open_run(path).load_model()
     except (EdgetlError, ImportError):

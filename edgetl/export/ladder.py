@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from edgetl.errors import ExportError
-from edgetl.quantize import METHODS, QuantSpec
+from edgetl.export.quantize import METHODS, QuantSpec
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ numpy<2 and protobuf<5 and so cannot share the training environment. Where it ru
      (`scripts/setup_mediapipe_venv.sh` builds one in ~/.cache/edgetl/mediapipe-venv);
   2. else the default venv ~/.cache/edgetl/mediapipe-venv/bin/python when it exists;
   3. else this process, which must then import mediapipe 0.10.x.
-The subprocess runs `python -m edgetl.mediapipe_metadata TASK JSON` with this package on
+The subprocess runs `python -m edgetl.export.mediapipe_metadata TASK JSON` with this package on
 PYTHONPATH; this module imports only the standard library at top level for that reason.
 """
 
@@ -183,7 +183,7 @@ def _run(task: str, python: str | None, **kwargs: Any) -> Any:
         return TASKS[task](**kwargs)
     package_root = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([python, "-m", "edgetl.mediapipe_metadata", task, json.dumps(kwargs)],
+    proc = subprocess.run([python, "-m", "edgetl.export.mediapipe_metadata", task, json.dumps(kwargs)],
                           capture_output=True, text=True, env=env, timeout=600)
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -232,7 +232,7 @@ def classify_with_mediapipe(tflite: str | Path, images: Sequence[str | Path] | n
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Subprocess entry point: `python -m edgetl.mediapipe_metadata TASK JSON_KWARGS` -> JSON on stdout."""
+    """Subprocess entry point: `python -m edgetl.export.mediapipe_metadata TASK JSON_KWARGS` -> JSON on stdout."""
     task, kwargs = (argv or sys.argv[1:])[:2]
     try:
         result = TASKS[task](**json.loads(kwargs))

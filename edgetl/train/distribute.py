@@ -154,7 +154,7 @@ def batches(x: np.ndarray, y: np.ndarray, batch_size: int):
 
 def share_state(strategy, workers: Workers, state, model, optimizer):
     """The chief's checkpoint State (or None) on every worker, so all of them resume at the same epoch."""
-    from edgetl.checkpoint import State
+    from edgetl.train.checkpoint import State
 
     if workers.count == 1:
         return state

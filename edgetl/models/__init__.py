@@ -1,0 +1,1 @@
+"""The models: the registry of pretrained bases and the classifier built on them."""
