@@ -137,7 +137,7 @@ def latency(bundle: Path, photos: list[Path], threads: int, runs: int) -> dict:
 def throughput(bundle: Path, photos: list[Path], threads: int, images: int, prefetch: int, repeats: int = 3) -> dict:
     """`run_paths` over `images` paths (cycling the photos): wall ms per image, best of `repeats`."""
     from edgetl.runtime import runner
-    from edgetl.runtime.sources import PathItem
+    from edgetl.runtime.paths import PathItem
 
     pred = runner.open_predictor(bundle, "tflite-int8", threads)
     items = [PathItem(str(photos[i % len(photos)])) for i in range(images)]
@@ -177,10 +177,9 @@ def keras_predict_ms(fused, photos: list[Path], runs: int = 20) -> float:
 
 def head_update(bundle: Path, work: Path, per_class: int, threads: int) -> dict:
     """Cache features of 2*per_class photos, then time update-head with everything cached."""
-    from edgetl.runtime.retrain import RetrainConfig, stratified_split, update_head
     from edgetl.runtime import headstore
     from edgetl.runtime.bundle import load_bundle
-    from edgetl.runtime.features import FeatureCache
+    from edgetl.runtime.retrain import RetrainConfig, device_features, stratified_split, update_head
 
     data = work / "update_data"
     for cls in ("cats", "dogs"):
@@ -203,10 +202,10 @@ def head_update(bundle: Path, work: Path, per_class: int, threads: int) -> dict:
     from edgetl._tf import keras
 
     b = load_bundle(bundle)
-    cache = FeatureCache(bundle, b.models["base-tflite-int8"]["sha256"], "avg")
+    cache = device_features(b, "base-tflite-int8", "avg")
     keys = sorted(cache.labels)
     classes = ["cats", "dogs"]
-    x = np.stack([cache.vectors[k] for k in keys])
+    x = cache.get(keys)
     y = np.array([classes.index(cache.labels[k]) for k in keys])
     tr, ho = stratified_split(y, 0.2, 0)
     keras.utils.set_random_seed(0)

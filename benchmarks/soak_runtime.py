@@ -29,7 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from edgetl.runtime import runner, sources  # noqa: E402
+from edgetl.runtime import cameras, paths, runner  # noqa: E402
+from edgetl.runtime.frames import FrameError, ThreadedCamera  # noqa: E402
 from http_stream import send_video, serve  # noqa: E402 - tests/ helper: a local HTTP server
 
 from _output import emit, loadavg  # noqa: E402 - benchmarks/ is sys.path[0] when run as a script
@@ -75,7 +76,7 @@ class SimCamera:
     def read(self):
         self.n += 1
         if self.n % 500 == 0:
-            raise sources.FrameError("simulated dropout")
+            raise FrameError("simulated dropout")
         return self.frames[self.n % len(self.frames)]
 
     def close(self):
@@ -122,11 +123,11 @@ def stream_soak(pred, frames: int) -> dict:
     # growth from the first sample after two reopens: the first reopen allocates FFmpeg's buffers for good
     warmup = -(-2 * STREAM_CLIP_FRAMES // step)
     with dropping_stream() as url:
-        cam = sources.OpenCVCamera(url)
+        cam = cameras.OpenCVCamera(url)
         sample_reads(cam, step, samples)
         t0 = time.perf_counter()
         with open(os.devnull, "w") as devnull:  # as `edgetl run --camera URL` reads it: newest frame, own thread
-            summary = runner.run_camera(pred, sources.ThreadedCamera(cam), devnull, devnull, max_frames=frames,
+            summary = runner.run_camera(pred, ThreadedCamera(cam), devnull, devnull, max_frames=frames,
                                         fps_every=0, sleep=lambda s: None)
     return {"frames": summary.ok, "older_frames_skipped": summary.skipped, "reopens": summary.failed_reads,
             "seconds": round(time.perf_counter() - t0, 1), "rss_mb_samples": samples,
@@ -164,7 +165,7 @@ def main() -> None:
     devnull = open(os.devnull, "w")
     samples: list[float] = []
     t0 = time.perf_counter()
-    summary = runner.run_paths(pred, sampled(sources.iter_paths([str(folder)]), every(args.images, 500), samples), devnull, sys.stderr,
+    summary = runner.run_paths(pred, sampled(paths.iter_paths([str(folder)]), every(args.images, 500), samples), devnull, sys.stderr,
                                prefetch=args.prefetch)
     files = {"images": summary.ok, "failed": summary.failed, "seconds": round(time.perf_counter() - t0, 1),
              "rss_mb_samples": samples, "rss_growth_mb_after_warmup": growth(samples, 1)}

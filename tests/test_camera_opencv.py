@@ -18,8 +18,9 @@ from PIL import Image
 cv2 = pytest.importorskip("cv2")
 
 from edgetl.cli import main  # noqa: E402
-from edgetl.runtime import runner, sources  # noqa: E402
-from edgetl.runtime.sources import CameraError, OpenCVCamera, Retry, ThreadedCamera, frames, open_camera  # noqa: E402
+from edgetl.runtime import cameras, runner  # noqa: E402
+from edgetl.runtime.cameras import OpenCVCamera, open_camera  # noqa: E402
+from edgetl.runtime.frames import CameraError, Retry, ThreadedCamera, frames  # noqa: E402
 from http_stream import send_mjpeg, send_video, serve  # noqa: E402
 
 RED, BLUE = 5, 3  # frames of each colour in the clip, red first
@@ -159,7 +160,7 @@ def test_urls_go_to_opencv_with_the_password_hidden(monkeypatch):
     assert opened == ["rtsp://admin:hunter2@10.0.0.5/stream"]
     assert "cannot open camera 'rtsp://admin:***@10.0.0.5/stream'" in str(exc.value)
     assert "hunter2" not in str(exc.value)
-    monkeypatch.setattr(sources, "_has", lambda name: False)
+    monkeypatch.setattr(cameras, "_has", lambda name: False)
     with pytest.raises(CameraError, match="needs OpenCV"):
         open_camera("rtsp://host/stream")
 
@@ -168,7 +169,7 @@ def test_opencv_stays_a_lazy_import():
     import subprocess
     import sys
 
-    code = ("import sys, edgetl.runtime.sources as s, edgetl.runtime.runner, edgetl.cli.device_cmds\n"
+    code = ("import sys, edgetl.runtime.cameras as s, edgetl.runtime.runner, edgetl.cli.device_cmds\n"
             "try:\n    s.open_camera('/dev/video97')\nexcept s.CameraError:\n    pass\n"
             "print('cv2' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -239,7 +240,7 @@ def test_a_stalled_stream_times_out_and_is_reopened(bundle, tmp_path, monkeypatc
     timeout (1 s here), not FFmpeg's default 30 s, and the camera reopens it."""
     import time
 
-    monkeypatch.setattr(sources, "STREAM_READ_TIMEOUT_MS", 1000)
+    monkeypatch.setattr(cameras, "STREAM_READ_TIMEOUT_MS", 1000)
     with serve_flaky_stream(tmp_path, stall_s=60) as (url, connections):
         start = time.monotonic()
         labels, err = run_flaky_stream(bundle, url)

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgetl.cli import main
-from edgetl.runtime import sources
+from edgetl.runtime import cameras, frames
 
 BGR = {"red": (0, 0, 255), "blue": (255, 0, 0)}  # Picamera2's "RGB888": B, G, R in memory
 
@@ -82,7 +82,7 @@ def test_picamera_frames_are_classified_as_rgb(bundle, picamera2):
 
 
 def test_camera_index_falls_back_to_picamera2_without_opencv(bundle, picamera2, monkeypatch):
-    monkeypatch.setattr(sources, "_has", lambda name: name == "picamera2")
+    monkeypatch.setattr(cameras, "_has", lambda name: name == "picamera2")
     res = cli("run", bundle, "--camera", "0", "--json", "--max-frames", 2)
     assert res.exit_code == 0, res.output
     assert "note: OpenCV is not installed; using Picamera2 camera 0" in res.stderr
@@ -90,7 +90,7 @@ def test_camera_index_falls_back_to_picamera2_without_opencv(bundle, picamera2, 
 
 
 def test_missing_picamera2_camera_is_one_line(bundle, picamera2, monkeypatch):
-    monkeypatch.setattr(sources, "_has", lambda name: name == "picamera2")
+    monkeypatch.setattr(cameras, "_has", lambda name: name == "picamera2")
     res = cli("run", bundle, "--camera", "1")
     assert res.exit_code == 2, res.output
     assert res.stderr.strip().splitlines()[-1] == "error: no Picamera2 camera 1; list them with `rpicam-hello --list-cameras`"
@@ -129,16 +129,16 @@ def test_a_stalled_picamera_ends_the_run_instead_of_freezing_it(bundle, picamera
         return real_capture(self, name)
 
     monkeypatch.setattr(picamera2, "capture_array", stalls_after_two)
-    monkeypatch.setattr(sources, "FRAME_TIMEOUT_S", 0.3)
-    cam = sources.open_camera("picamera")
-    assert isinstance(cam, sources.ThreadedCamera) and not cam.newest_only
+    monkeypatch.setattr(frames, "FRAME_TIMEOUT_S", 0.3)
+    cam = cameras.open_camera("picamera")
+    assert isinstance(cam, frames.ThreadedCamera) and not cam.newest_only
     cam._join_timeout = 0.2
     out, err = io.StringIO(), io.StringIO()
     start = time.monotonic()
     try:
-        with pytest.raises(sources.CameraError, match=r"picamera 0 delivered no frame 2 times in a row \(no frame within 0.3 s"):
+        with pytest.raises(frames.CameraError, match=r"picamera 0 delivered no frame 2 times in a row \(no frame within 0.3 s"):
             runner.run_camera(runner.open_predictor(bundle), cam, out, err, as_json=True,
-                              retry=sources.Retry(max_failures=2, first_wait=0.0))
+                              retry=frames.Retry(max_failures=2, first_wait=0.0))
         seconds = time.monotonic() - start
     finally:
         released.set()

@@ -89,11 +89,14 @@ def test_one_flag_vocabulary():
     assert options("validate")["--format"] is options("validate")["--formats"]  # old spelling kept
 
 
-def test_format_names_match_the_export_table():
-    from edgetl.cli.common import MODEL_FORMATS
-    from edgetl.export.exporter import FORMATS
+def test_every_format_of_the_table_has_a_converter_and_a_flag():
+    from edgetl.export.converters import CONVERTERS
+    from edgetl.runtime.formats import FORMATS
 
-    assert set(MODEL_FORMATS) == set(FORMATS)
+    assert set(CONVERTERS) == set(FORMATS)
+    flags = options("export")
+    for fmt in FORMATS.values():
+        assert fmt.flag is None or flags[f"--{fmt.flag}"].help == fmt.description, fmt.name
 
 
 def test_bad_flag_is_a_usage_error():
@@ -260,11 +263,12 @@ def test_train_json_and_report(tmp_path):
 def test_export_gate_failure_still_reports_and_archives(tmp_path, monkeypatch):
     import dataclasses
 
-    from edgetl.export import exporter as export
+    from edgetl.export import converters
     from export_fixtures import make_run
 
     # no fallback ladder: with --max-drop -1 every rung would fail; one conversion is enough here
-    monkeypatch.setitem(export.FORMATS, "tflite-int8", dataclasses.replace(export.FORMATS["tflite-int8"], ladder=None))
+    monkeypatch.setitem(converters.CONVERTERS, "tflite-int8",
+                        dataclasses.replace(converters.CONVERTERS["tflite-int8"], ladder=None))
     run = make_run(tmp_path, classes=("red", "blue"), per_class=6, val_per_class=2)
     out = tmp_path / "bundle"
     res = cli("export", run, "--int8", "--no-split", "--calibration", "8", "--max-drop", "-1", "--archive",

@@ -45,10 +45,10 @@ def reference(exported):
 def _probs(bundle_dir, fmt, images):
     from edgetl.runtime.bundle import load_bundle
     from edgetl.runtime.head import NumpyHead
-    from edgetl.export.predict import open_predictor, run_images, to_probabilities
+    from edgetl.export.validate import file_predictor, run_images, to_probabilities
 
     bundle = load_bundle(bundle_dir)
-    out = run_images(open_predictor(bundle.model_path(fmt)), images).values
+    out = run_images(file_predictor(bundle.model_path(fmt)), images).values
     if bundle.models[fmt]["role"] == "base":
         return NumpyHead.load(bundle.path_of(bundle.manifest["head"])).predict(out)
     return to_probabilities(out)
@@ -142,7 +142,7 @@ def test_read_labels_needs_no_tensorflow(exported):
 
 
 def test_interrupted_export_leaves_no_bundle(exported, tmp_path, monkeypatch):
-    import edgetl.export.exporter as export
+    from edgetl.export.converters import CONVERTERS, Converter
     from edgetl.export.exporter import ExportOptions, export_run
 
     out = tmp_path / "bundle"
@@ -152,8 +152,7 @@ def test_interrupted_export_leaves_no_bundle(exported, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(export.FORMATS, "onnx", export.FORMATS["onnx"].__class__(
-        "float32", ".onnx", "onnx", boom, export.FORMATS["onnx"].spec))
+    monkeypatch.setitem(CONVERTERS, "onnx", Converter(boom, CONVERTERS["onnx"].spec))
     with pytest.raises(KeyboardInterrupt):
         export_run(exported[0], ExportOptions(formats=("tflite-float32", "onnx"), out=str(out), validate=False),
                    log=lambda s: None)

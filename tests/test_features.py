@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from conftest import make_dataset
 from edgetl.train import extract as feats
 from edgetl.train.augment import AugmentParams, apply_matrix, augment, view_rng
+from edgetl.runtime import feature_store
 from edgetl.runtime.image import list_images
 
 
@@ -44,7 +45,7 @@ def make_cache(tmp_path, size=16, shift=0.0, base_name="fake", pooling="avg"):
     inputs = keras.Input((size, size, 3))
     base = keras.Model(inputs, keras.layers.Dense(4, use_bias=True, name="d")(inputs))
     base.get_layer("d").set_weights([np.eye(3, 4, dtype=np.float32), np.full(4, shift, np.float32)])
-    return feats.FeatureCache(base, base_name=base_name, cut_layer=None, input_size=size, scale=1 / 255, offset=0.0,
+    return feats.FeatureExtractor(base, base_name=base_name, cut_layer=None, input_size=size, scale=1 / 255, offset=0.0,
                               pooling=pooling, cache_dir=tmp_path / "cache", batch_size=4)
 
 
@@ -79,7 +80,7 @@ def test_cache_serves_unchanged_and_recomputes_changed(tmp_path):
 
 
 def test_killed_extraction_keeps_finished_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr(feats, "CHUNK_SIZE", 4)
+    monkeypatch.setattr(feature_store, "CHUNK_SIZE", 4)
     data = make_dataset(tmp_path, classes=("red", "green"), per_class=6, size=16)
     paths = list_images(data)
     cache = make_cache(tmp_path)

@@ -107,7 +107,7 @@ def test_open_run_refuses_a_truncated_model_and_a_bad_files_map(run_copy):
 # ------------------------------------------------------------------------- feature cache
 def _cache(trained_run):
     from edgetl.models.bases import build_base, get_base
-    from edgetl.train.extract import FeatureCache
+    from edgetl.train.extract import FeatureExtractor
 
     _, cache_dir, config = trained_run
     spec = get_base(config.base)
@@ -115,8 +115,8 @@ def _cache(trained_run):
 
     set_seed(config.seed)
     base = build_base(spec, config.input_size, config.weights, config.cut_layer)
-    return FeatureCache(base, base_name=spec.name, cut_layer=config.cut_layer, input_size=config.input_size,
-                        scale=spec.scale, offset=spec.offset, batch_size=8, pooling="avg", cache_dir=cache_dir)
+    return FeatureExtractor(base, base_name=spec.name, cut_layer=config.cut_layer, input_size=config.input_size,
+                            scale=spec.scale, offset=spec.offset, batch_size=8, pooling="avg", cache_dir=cache_dir)
 
 
 def test_feature_chunks_carry_their_sha256_and_a_corrupt_one_is_recomputed(trained_run, tmp_path, capsys):
@@ -140,7 +140,7 @@ def test_feature_chunks_carry_their_sha256_and_a_corrupt_one_is_recomputed(train
         data[len(data) // 2] ^= 0xFF  # bit rot inside the features
         victim.write_bytes(bytes(data))
         cache = _cache(trained_run)
-        assert "warning: discarding corrupt feature cache chunk" in capsys.readouterr().out
+        assert "warning: discarding corrupt feature cache chunk" in capsys.readouterr().err
         assert not victim.exists()
         again = cache.extract(files)
         assert again.computed == len(files) and again.cached == 0
@@ -149,7 +149,7 @@ def test_feature_chunks_carry_their_sha256_and_a_corrupt_one_is_recomputed(train
         newest = sorted(cache_dir.glob("features/*/chunk-*.npz"))[-1]
         newest.write_bytes(newest.read_bytes()[:100])  # truncated copy: refused, never crashes
         cache = _cache(trained_run)
-        assert "discarding corrupt feature cache chunk" in capsys.readouterr().out
+        assert "discarding corrupt feature cache chunk" in capsys.readouterr().err
         assert cache.extract(files).computed == len(files)
     finally:
         shutil.rmtree(cache_dir)

@@ -11,7 +11,8 @@ import pytest
 from edgetl.errors import ExportError, GateError
 from edgetl.export.ladder import ONNX_LADDER, TFLITE_LADDER, Rung, climb
 from edgetl.runtime.interpreter import Quant
-from edgetl.export.quantize import Calibration, QuantSpec, stratified
+from edgetl.export.quantize import QuantSpec
+from edgetl.export.representative import Calibration, stratified
 
 INT8 = QuantSpec(weights="int8", io="uint8", calibration=10)
 
@@ -122,7 +123,7 @@ def test_failing_gate_climbs_every_rung_and_exits_3(run2, tmp_path):
 
 def test_qat_export_runs_in_litert(run2, tmp_path):
     from edgetl.export.exporter import ExportOptions, export_run
-    from edgetl.export.predict import open_predictor
+    from edgetl.export.validate import file_predictor
 
     result = export_run(run2, ExportOptions(formats=("tflite-float32",), out=str(tmp_path / "b"), calibration=12,
                                             qat_epochs=3, split=False), log=lambda s: None)
@@ -130,14 +131,15 @@ def test_qat_export_runs_in_litert(run2, tmp_path):
     assert entry["input"]["dtype"] == "uint8" and entry["output"]["dtype"] == "uint8"
     assert result["validation"]["formats"]["tflite-qat-int8"]["accuracy"] == 1.0
     assert result["validation"]["formats"]["tflite-qat-int8"]["agreement"] == 1.0
-    predict = open_predictor(Path(result["bundle"]) / entry["file"])
+    predict = file_predictor(Path(result["bundle"]) / entry["file"])
     probs = predict(np.zeros((32, 32, 3), np.float32))
     assert probs.shape == (2,) and abs(float(probs.sum()) - 1.0) < 0.02  # sigmoid exported as [1-p, p]
 
 
 @pytest.mark.parametrize("io", ["int8", "float32"])
 def test_int8_io_dtype_follows_option(run2, tmp_path, io):
-    from edgetl.export.quantize import calibration_from_run, tflite_bytes, tflite_io_params
+    from edgetl.export.quantize import tflite_bytes, tflite_io_params
+    from edgetl.export.representative import calibration_from_run
     from edgetl.train.run_folder import open_run
 
     run = open_run(run2)

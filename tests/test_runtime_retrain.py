@@ -16,7 +16,7 @@ from PIL import Image
 
 from bundle_fixture import fresh_bundle, make_dataset
 from edgetl.cli import main
-from edgetl.runtime import headstore, runner, sources
+from edgetl.runtime import cameras, headstore, headwatch, runner
 from edgetl.runtime.atomic import sha256_file
 from edgetl.runtime.bundle import load_bundle
 from edgetl.runtime.retrain import RetrainConfig, stratified_split, train_head, update_head
@@ -112,8 +112,8 @@ def test_a_running_camera_picks_up_the_head_swapped_in(bundle, datasets, monkeyp
     camera = GreenCamera(datasets["three"] / "green", {
         4: lambda: swap_in_green(bundle, datasets),
         8: lambda: headstore.rollback(load_bundle(bundle))})
-    monkeypatch.setattr(runner, "HEAD_CHECK_SECONDS", 0.0)
-    monkeypatch.setattr(sources, "open_camera", lambda spec: camera)
+    monkeypatch.setattr(headwatch, "HEAD_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr(cameras, "open_camera", lambda spec: camera)
     res = cli("run", bundle, "--camera", "0", "--json", "--max-frames", "11")
     assert res.exit_code == 0, res.output
     labels = [json.loads(line)["label"] for line in res.stdout.splitlines()]
@@ -130,7 +130,7 @@ def test_a_head_that_cannot_be_opened_leaves_the_running_one(bundle, datasets):
         (bundle / "base_tflite_int8.tflite").write_bytes(b"not a model")
 
     camera = GreenCamera(datasets["three"] / "green", {2: swap_in_a_head_whose_base_is_broken})
-    watch = runner.HeadWatch(bundle, None, None, every=0.0)
+    watch = headwatch.HeadWatch(bundle, None, None, every=0.0)
     predictor = runner.open_predictor(bundle)
     out, err = io.StringIO(), io.StringIO()
     summary = runner.run_camera(predictor, camera, out, err, as_json=True, max_frames=4, fps_every=0,

@@ -18,8 +18,8 @@ from PIL import Image
 from bundle_fixture import OFFSET, SCALE, SIZE, colour_image, make_dataset
 from edgetl.cli import main
 from edgetl.errors import ModelError
-from edgetl.runtime import interpreter, runner, sources
-from edgetl.runtime.sources import CameraError, EndOfStream, FrameError, Retry, ThreadedCamera
+from edgetl.runtime import cameras, interpreter, runner
+from edgetl.runtime.frames import CameraError, EndOfStream, FrameError, Retry, ThreadedCamera
 
 
 @pytest.fixture
@@ -330,7 +330,7 @@ def test_camera_gone_for_good_and_ctrl_c(bundle):
 
 
 def test_camera_cli_and_missing_camera(bundle, monkeypatch):
-    monkeypatch.setattr(sources, "open_camera", lambda spec: FakeCamera(colour="blue"))
+    monkeypatch.setattr(cameras, "open_camera", lambda spec: FakeCamera(colour="blue"))
     res = cli("run", bundle, "--camera", "0", "--max-frames", "3", "--json")
     assert res.exit_code == 0, res.output
     assert [r["frame"] for r in json_lines(res.stdout)] == [1, 2, 3]
@@ -348,10 +348,10 @@ def test_camera_cli_and_missing_camera(bundle, monkeypatch):
 
     fake_cv2 = type("cv2", (), {"VideoCapture": ClosedCapture})
     monkeypatch.setitem(__import__("sys").modules, "cv2", fake_cv2)
-    monkeypatch.setattr(sources, "_has", lambda name: name == "cv2")
+    monkeypatch.setattr(cameras, "_has", lambda name: name == "cv2")
     res = cli("run", bundle, "--camera", "9")
     assert res.exit_code == 2 and "no camera at index 9" in res.stderr
-    monkeypatch.setattr(sources, "_has", lambda name: False)
+    monkeypatch.setattr(cameras, "_has", lambda name: False)
     res = cli("run", bundle, "--camera", "0")
     assert res.exit_code == 2 and "no camera library installed" in res.stderr
     assert "Picamera2" in cli("run", bundle, "--camera", "picamera").stderr

@@ -140,7 +140,7 @@ def test_one_fit_head_phase_matches_one_fit_per_epoch(tmp_path):
     """run_head_phase (all epochs in one fit) must train exactly what run_phase (a fit per epoch) trains."""
     from edgetl.train.config import build_config
     from edgetl.models.classifier import build_head
-    from edgetl.train.trainer import compile_model, run_head_phase, run_phase
+    from edgetl.train.epochs import compile_model, run_head_phase, run_phase
 
     config = build_config({"base": "mobilenet_v2", "input_size": 32, "dropout": 0.3, "batch_size": 8,
                            "learning_rate": 0.01, "seed": 5})

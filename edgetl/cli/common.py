@@ -9,7 +9,7 @@
 --seed       wherever something is sampled.
 --no-report  skip report.html/report.md after train, export and validate.
 
-Imports only click at module import: the device commands must not pull in TensorFlow.
+Imports only click and the format table at module import: the device commands must not pull in TensorFlow.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import Any, Callable, Iterator
 
 import click
 
+from edgetl.runtime.formats import FORMATS
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "some items failed (images not classified; doctor: broken install)",
@@ -32,15 +34,22 @@ EXIT_CODES: dict[int, str] = {
 }
 INTERNAL_ERROR = 70
 
-# The names of edgetl.export.exporter.FORMATS (not imported: that module needs TensorFlow).
-MODEL_FORMATS = ("tflite-float32", "tflite-float16", "tflite-dynamic", "tflite-int8", "tflite-qat-int8", "onnx",
-                 "onnx-int8")
-FORMAT_HELP = ", ".join(MODEL_FORMATS)
+FORMAT_HELP = ", ".join(FORMATS)
 
 
 def exit_code_epilog() -> str:
     """The exit-code table for `edgetl --help` (\\b keeps click from re-wrapping it)."""
     return "\b\nExit codes:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items())
+
+
+def with_default(help: str, default: Any) -> str:
+    """Help text showing a default that lives in a config dataclass (the flag itself defaults to None)."""
+    return f"{help} [default: {default}]"
+
+
+def given(**flags: Any) -> dict[str, Any]:
+    """The flags typed on the command line (None: not given), to build a config over its own defaults."""
+    return {k: v for k, v in flags.items() if v is not None}
 
 
 def json_option(help: str = "Print the result as JSON on stdout (logs go to stderr).") -> Callable:

@@ -11,7 +11,8 @@ import sys
 
 import click
 
-from edgetl.cli.common import MODEL_FORMATS, THREADS_OPTION as THREADS, echo_json, formats_option, json_option
+from edgetl.cli.common import FORMAT_HELP, THREADS_OPTION as THREADS, echo_json, formats_option, given, json_option, with_default
+from edgetl.runtime.retrain import RetrainConfig
 
 
 @click.command("run", short_help="Classify images or camera frames with a bundle.")
@@ -20,7 +21,7 @@ from edgetl.cli.common import MODEL_FORMATS, THREADS_OPTION as THREADS, echo_jso
 @click.option("--top-k", "top_k", type=click.IntRange(min=1), default=1, show_default=True, help="Labels per image.")
 @THREADS
 @click.option("--format", "fmt", default=None, metavar="FORMAT",
-              help=f"Model format (default: best available, tflite-int8 first): {', '.join(MODEL_FORMATS)}.")
+              help=f"Model format (default: best available, tflite-int8 first): {FORMAT_HELP}.")
 @json_option("One JSON object per line (JSON lines), errors on stderr.")
 @click.option("--camera", default=None, metavar="SPEC",
               help="Camera: device index (0, 1, ...), 'picamera' (Picamera2), or with OpenCV a device path "
@@ -39,36 +40,42 @@ def run_cmd(ctx, bundle, sources, top_k, threads, fmt, as_json, camera, max_fram
     Exit code 1 if any image could not be classified (each gets an `error:` line on stderr).
     """
     from edgetl.errors import ConfigError
-    from edgetl.runtime import runner, sources as src
+    from edgetl.runtime import cameras, headwatch, paths, runner
 
     if camera is None and not sources:
         raise ConfigError("give images, folders, globs or '-' (paths on stdin), or --camera N|picamera|/dev/videoN|FILE|URL")
     if camera is not None and sources:
         raise ConfigError("use either image SOURCEs or --camera, not both")
     # made before the predictor opens, so that a head swapped in meanwhile is seen
-    head_watch = runner.HeadWatch(bundle, fmt, threads) if camera is not None else None
+    head_watch = headwatch.HeadWatch(bundle, fmt, threads) if camera is not None else None
     predictor = runner.open_predictor(bundle, fmt, threads)
     if camera is not None:
-        source = src.open_camera(camera)
+        source = cameras.open_camera(camera)
         runner.run_camera(predictor, source, sys.stdout, sys.stderr, top_k, as_json, max_frames, fps_every,
                           head_watch=head_watch)
         return
-    summary = runner.run_paths(predictor, src.iter_paths(sources), sys.stdout, sys.stderr, top_k, as_json)
+    summary = runner.run_paths(predictor, paths.iter_paths(sources), sys.stdout, sys.stderr, top_k, as_json)
     if summary.failed:
         click.echo(f"{summary.ok} classified, {summary.failed} failed", err=True)
         ctx.exit(1)
 
 
+RETRAIN = RetrainConfig(data="")  # its defaults, shown in --help
+
+
 @click.command("update-head", short_help="Retrain a bundle's head on the device.")
 @click.argument("bundle", type=click.Path(file_okay=False))
 @click.option("--data", required=True, type=click.Path(), help="Folder of <class>/<images>.")
-@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--holdout", type=float, default=0.2, show_default=True, help="Fraction held out per class to compare heads.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help=with_default("Epochs.", RETRAIN.epochs))
+@click.option("--holdout", type=float, default=None,
+              help=with_default("Fraction held out per class to compare heads.", RETRAIN.holdout))
 @click.option("--force", is_flag=True, help="Swap in the new head even if it is less accurate.")
 @click.option("--allow-new-classes", is_flag=True, help="Accept class folders the current head does not know.")
-@click.option("--hidden", type=click.IntRange(min=0), default=0, show_default=True, help="Hidden units (0: softmax regression).")
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--hidden", type=click.IntRange(min=0), default=None,
+              help=with_default("Hidden units (0: softmax regression).", RETRAIN.hidden))
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help=with_default("Learning rate.", RETRAIN.learning_rate))
+@click.option("--seed", type=int, default=None, help=with_default("Seed of the holdout split and initialisation.", RETRAIN.seed))
 @click.option("--base-format", default=None, help="Base model to extract features with (default: base-tflite-int8 or best).")
 @THREADS
 @json_option("Print the result (accuracies, counts, head record) as JSON.")
@@ -78,10 +85,11 @@ def update_head_cmd(bundle, data, epochs, holdout, force, allow_new_classes, hid
 
     Exit code 3 when the new head is less accurate on the held-out images (kept the current one).
     """
-    from edgetl.runtime.retrain import RetrainConfig, update_head
+    from edgetl.runtime.retrain import update_head
 
-    cfg = RetrainConfig(data=data, epochs=epochs, holdout=holdout, force=force, allow_new_classes=allow_new_classes,
-                        hidden=hidden, learning_rate=learning_rate, seed=seed, threads=threads, base_format=base_format)
+    cfg = RetrainConfig(data=data, force=force, allow_new_classes=allow_new_classes,
+                        **given(epochs=epochs, holdout=holdout, hidden=hidden, learning_rate=learning_rate, seed=seed,
+                                threads=threads, base_format=base_format))
     result = update_head(bundle, cfg, err=sys.stderr)  # looked up now: the default was bound at import
     if as_json:
         echo_json(dataclasses.asdict(result))

@@ -11,10 +11,20 @@ from pathlib import Path
 
 import click
 
-from edgetl.cli.common import REPORT_OPTION, echo_json, formats_option, json_option, log_to, try_report
+from edgetl.cli.common import REPORT_OPTION, echo_json, formats_option, given, json_option, log_to, try_report, with_default
+from edgetl.export.options import IO_TYPES, METHODS, ExportOptions
+from edgetl.runtime.formats import FORMATS
 
-FLAG_FORMATS = {"float32": "tflite-float32", "float16": "tflite-float16", "dynamic": "tflite-dynamic",
-                "int8": "tflite-int8", "onnx": "onnx", "onnx_int8": "onnx-int8"}
+FLAG_FORMATS = {fmt.flag: name for name, fmt in FORMATS.items() if fmt.flag}
+DEFAULTS = ExportOptions()  # flags default to None ("not given"), so these defaults live only in ExportOptions
+
+
+def format_flags(func):
+    """`--int8`, `--onnx-int8`, ...: one flag per format of the table that has one."""
+    for flag, name in reversed(list(FLAG_FORMATS.items())):
+        func = click.option(f"--{flag}", flag.replace("-", "_"), is_flag=True, default=False,
+                            help=FORMATS[name].description)(func)
+    return func
 
 
 def _finish_bundle(bundle: Path, make_report: bool, archive: bool, as_json: bool) -> tuple[Path | None, Path | None]:
@@ -27,27 +37,23 @@ def _finish_bundle(bundle: Path, make_report: bool, archive: bool, as_json: bool
 
 @click.command(short_help="Export a run folder to a TFLite/ONNX bundle.")
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--int8", is_flag=True, help="Full-integer TFLite (calibrated on the training split).")
-@click.option("--float16", is_flag=True, help="TFLite with float16 weights.")
-@click.option("--dynamic", is_flag=True, help="TFLite with int8 weights, float activations.")
-@click.option("--float32", is_flag=True, help="Float TFLite.")
-@click.option("--onnx", is_flag=True, help="Float ONNX (opset 17).")
-@click.option("--onnx-int8", is_flag=True, help="Static QDQ int8 ONNX (onnxruntime.quantization).")
+@format_flags
 @formats_option("Format by name, added to the flags above.")
-@click.option("--io", type=click.Choice(["uint8", "int8", "float32"]), default="uint8", show_default=True,
-              help="Input/output dtype of int8 TFLite models.")
-@click.option("--calibration", type=int, default=200, show_default=True, help="Calibration images (class-stratified).")
-@click.option("--calibration-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
-              show_default=True, help="ONNX int8 calibration method.")
-@click.option("--split/--no-split", default=True, show_default=True, help="Also write base models + head.npz.")
+@click.option("--io", type=click.Choice(IO_TYPES), default=None,
+              help=with_default("Input/output dtype of int8 TFLite models.", DEFAULTS.io))
+@click.option("--calibration", type=int, default=None, help=with_default("Calibration images (class-stratified).", DEFAULTS.calibration))
+@click.option("--calibration-method", type=click.Choice(METHODS), default=None,
+              help=with_default("ONNX int8 calibration method.", DEFAULTS.calibration_method))
+@click.option("--split/--no-split", default=None, help=with_default("Also write base models + head.npz.", DEFAULTS.split))
 @click.option("--archive", is_flag=True, help="Also write BUNDLE.tar.gz.")
-@click.option("--out", "-o", type=click.Path(), default=None, help="Bundle folder [bundles/<run name>].")
-@click.option("--max-drop", type=float, default=1.0, show_default=True, help="Max accuracy drop (pp) of int8 formats.")
+@click.option("--out", "-o", type=click.Path(), default=None, help="Bundle folder [default: bundles/<run name>].")
+@click.option("--max-drop", type=float, default=None, help=with_default("Max accuracy drop (pp) of int8 formats.", DEFAULTS.max_drop))
 @click.option("--no-validate", is_flag=True, help="Skip validation and the gate.")
-@click.option("--qat-epochs", type=click.IntRange(0), default=0, help="Quantization-aware training of the head (tflite-qat-int8).")
+@click.option("--qat-epochs", type=click.IntRange(0), default=None,
+              help="Quantization-aware training of the head (tflite-qat-int8) [default: off, or the run's config].")
 @click.option("--mediapipe-metadata", is_flag=True,
               help="Write standard TFLite metadata for MediaPipe Tasks (needs scripts/setup_mediapipe_venv.sh).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration sample.")
+@click.option("--seed", type=int, default=None, help=with_default("Seed of the calibration sample.", DEFAULTS.seed))
 @REPORT_OPTION
 @json_option("Print {bundle, manifest, validation, archive, report} as JSON; logs go to stderr.")
 def export(run_dir, formats, io, calibration, calibration_method, split, archive, out, max_drop, no_validate,
@@ -58,13 +64,13 @@ def export(run_dir, formats, io, calibration, calibration_method, split, archive
     validation.json and its report are written anyway.
     """
     from edgetl.errors import GateError
-    from edgetl.export.exporter import ExportOptions, export_run
+    from edgetl.export.exporter import export_run
 
-    chosen = tuple(FLAG_FORMATS[k] for k, v in flags.items() if v) + formats
-    options = ExportOptions(formats=chosen or ExportOptions.formats, io=io, calibration=calibration,
-                            calibration_method=calibration_method, split=split, archive=False, out=out,
-                            max_drop=max_drop, validate=not no_validate, qat_epochs=qat_epochs, seed=seed,
-                            mediapipe_metadata=mediapipe_metadata)
+    chosen = tuple(FLAG_FORMATS[k.replace("_", "-")] for k, v in flags.items() if v) + formats
+    options = ExportOptions(**given(formats=chosen or None, io=io, calibration=calibration,
+                                    calibration_method=calibration_method, split=split, out=out, max_drop=max_drop,
+                                    qat_epochs=qat_epochs, seed=seed),
+                            archive=False, validate=not no_validate, mediapipe_metadata=mediapipe_metadata)
     try:
         result = export_run(run_dir, options, log_to(as_json))
     except GateError as exc:  # the bundle is complete: report, archive and JSON as usual, then exit 3
@@ -86,7 +92,7 @@ def _print_result(result: dict, html: Path | None, tarball: Path | None, as_json
 @click.command(short_help="Measure a bundle's formats on --data; gate int8.")
 @click.argument("bundle_dir", type=click.Path(file_okay=False))
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="Class-per-folder images to validate on.")
-@click.option("--max-drop", type=float, default=1.0, show_default=True, help="Max accuracy drop (pp) of int8 formats.")
+@click.option("--max-drop", type=float, default=None, help=with_default("Max accuracy drop (pp) of int8 formats.", DEFAULTS.max_drop))
 @formats_option("Formats to measure (default: all in the bundle; split bundles also have base-<format>).")
 @REPORT_OPTION
 @json_option("Print validation.json on stdout; progress goes to stderr.")
@@ -104,6 +110,7 @@ def validate(bundle_dir, data, max_drop, formats, make_report, as_json):
     if evalset.skipped:
         click.echo(f"warning: {len(evalset.skipped)} image(s) could not be decoded and were skipped", err=True)
         click.echo("".join(f"skipped {reason}\n" for reason in evalset.skipped), err=True, nl=False)
+    max_drop = DEFAULTS.max_drop if max_drop is None else max_drop
     report = validate_bundle(bundle_dir, evalset, max_drop, list(formats) or None,
                              log=lambda s: click.echo(s, err=True))
     echo_json(report) if as_json else click.echo(table(report))

@@ -171,14 +171,14 @@ def features(data, out, base, weights, input_size, cut_layer, pooling, cache_dir
 
     from edgetl.models.bases import build_base, get_base
     from edgetl.train.data import all_images
-    from edgetl.train.extract import FeatureCache
+    from edgetl.train.extract import FeatureExtractor
     from edgetl.runtime import atomic
 
     spec = get_base(base)
     size = input_size or spec.default_size
     root, classes, items = all_images(data)
     model = build_base(spec, size, weights, cut_layer)
-    cache = FeatureCache(model, base_name=spec.name, cut_layer=cut_layer, input_size=size, scale=spec.scale,
+    cache = FeatureExtractor(model, base_name=spec.name, cut_layer=cut_layer, input_size=size, scale=spec.scale,
                          offset=spec.offset, pooling=pooling, cache_dir=cache_dir, batch_size=batch_size)
     with stdout_to_stderr(as_json):
         result = cache.extract([p for p, _, _ in items], 0, desc="features")

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from edgetl.errors import ExportError
-from edgetl.export.quantize import METHODS, QuantSpec
+from edgetl.export.options import METHODS
+from edgetl.export.quantize import QuantSpec
 
 
 @dataclass(frozen=True)

@@ -11,22 +11,22 @@ per-class accuracy and drop, confusion matrix, size and latency. Split entries
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from edgetl.errors import DataError, EdgetlError, GateError, ImageError
-from edgetl.export.predict import Outputs, open_predictor, run_images, to_probabilities
-from edgetl.runtime import atomic
+from edgetl.errors import DataError, EdgetlError, GateError, ImageError, ModelError
+from edgetl.runtime import atomic, formats
 from edgetl.runtime.bundle import MANIFEST, Bundle, load_bundle
 from edgetl.runtime.folders import scan_class_folders
-from edgetl.runtime.head import NumpyHead
+from edgetl.runtime.head import NumpyHead, two_class_probabilities
 from edgetl.runtime.image import load_rgb, preprocess
+from edgetl.runtime.interpreter import RUNTIMES, open_model
 
 VALIDATION = "validation.json"
-FLOAT_REFERENCES = ("tflite-float32", "onnx")
 MAX_DISAGREEMENTS = 20
 
 
@@ -37,7 +37,7 @@ def drop_pp(reference_accuracy: float, accuracy: float) -> float:
 
 def is_gated(fmt: str) -> bool:
     """Int8 formats (fused and split) are gated by default; float formats are only measured."""
-    return "int8" in fmt
+    return formats.is_quantized(fmt)
 
 
 @dataclass
@@ -47,6 +47,42 @@ class EvalSet:
     images: np.ndarray  # (N, S, S, 3) float32, preprocessed
     classes: list[str]
     skipped: list[str]
+
+
+def file_predictor(path: str | Path, runtime: str | None = None, threads: int | None = None):
+    """A callable image (H,W,3 float32, preprocessed) -> raw float output, for a .tflite or .onnx file.
+
+    It wraps the device runtime's own adapter (edgetl.runtime.interpreter), so validation and
+    the export gate measure exactly the quantize/invoke/dequantize code that runs on the Pi.
+    """
+    path = Path(path)
+    runtime = runtime or {".tflite": "tflite", ".onnx": "onnx"}.get(path.suffix)
+    if runtime not in RUNTIMES:
+        raise ModelError(f"no runtime for {path.name}; expected a .tflite or .onnx file")
+    model = open_model(path, runtime, threads, role="raw")
+    return lambda image: model.run(image[None])[0]
+
+
+@dataclass
+class Outputs:
+    values: np.ndarray  # (N, ...) float32
+    latency_ms: np.ndarray  # (N,) per-image wall time
+
+
+def run_images(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> Outputs:
+    """Run one image at a time (batch 1, as on the device), timing each call."""
+    values, times = [], []
+    for image in images:
+        start = time.perf_counter()
+        values.append(predict(image))
+        times.append((time.perf_counter() - start) * 1000.0)
+    return Outputs(np.stack(values).astype(np.float32) if values else np.zeros((0,), np.float32), np.asarray(times))
+
+
+def to_probabilities(values: np.ndarray) -> np.ndarray:
+    """Model outputs -> (N, num_classes): a single sigmoid unit P(class 1) becomes [1-p, p]."""
+    values = values.reshape(len(values), -1)
+    return two_class_probabilities(values) if values.shape[1] == 1 else values
 
 
 def load_eval_set(files: Iterable[tuple[Path, int]], classes: list[str], size: int, scale: float, offset: float) -> EvalSet:
@@ -82,7 +118,7 @@ def keras_outputs(model, images: np.ndarray) -> Outputs:
 
 def bundle_outputs(bundle: Bundle, fmt: str, images: np.ndarray, head: NumpyHead | None) -> Outputs:
     entry = bundle.models[fmt]
-    predict = open_predictor(bundle.model_path(fmt), entry.get("runtime"))
+    predict = file_predictor(bundle.model_path(fmt), entry.get("runtime"))
     if entry.get("role") == "base":
         if head is None:
             raise DataError(f"bundle has base model '{fmt}' but no head.npz")
@@ -120,7 +156,7 @@ def _source_model(bundle: Bundle):
         return None
 
 
-def validate_bundle(bundle_dir: str | Path, evalset: EvalSet, max_drop: float | None = 1.0,
+def validate_bundle(bundle_dir: str | Path, evalset: EvalSet, max_drop: float | None,
                     formats: list[str] | None = None, keras_model: Any = "auto",
                     gated: Callable[[str], bool] = is_gated, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Measure the bundle, write validation.json + the manifest summary (atomically), return the report."""
@@ -138,7 +174,7 @@ def validate_bundle(bundle_dir: str | Path, evalset: EvalSet, max_drop: float | 
         outputs["keras"] = keras_outputs(model, evalset.images)
         reference = "keras"
     else:
-        reference = next((f for f in FLOAT_REFERENCES if f in bundle.models), names[0])
+        reference = next((f for f in formats.FLOAT_REFERENCES if f in bundle.models), names[0])
         log(f"source run not available; reference is {reference}")
     for fmt in ([reference] if reference != "keras" and reference not in names else []) + names:
         log(f"measuring {fmt}")

@@ -13,19 +13,18 @@ from typing import Any, Callable
 from edgetl.errors import ImageError
 from edgetl.report.document import Doc, affine, kv_table, num, pct, read_json, size
 from edgetl.report.figures import confusion_png, thumbnail_grid_png
+from edgetl.runtime import formats as model_formats
 from edgetl.runtime.bundle import load_bundle
 from edgetl.runtime.image import load_rgb
 
 MAX_THUMBNAILS = 24
 THUMB_SIZE = 96
-REFERENCE_FORMATS = ("keras", "tflite-float32", "onnx", "tflite-float16")
-FORMAT_ORDER = ("keras", "tflite-float32", "tflite-float16", "tflite-dynamic", "tflite-int8", "onnx", "onnx-int8")
+REFERENCE_FORMATS = ("keras", *model_formats.FLOAT_REFERENCES)
 
 
 def ordered(formats: dict[str, Any]) -> list[str]:
-    """Known formats in the project's canonical order, unknown ones (base-*, ...) after them."""
-    rank = {name: i for i, name in enumerate(FORMAT_ORDER)}
-    return sorted(formats, key=lambda f: (rank.get(f, len(rank)), f))
+    """The Keras reference first, then the format table's order (each base-* form after its fused one)."""
+    return ["keras"] * ("keras" in formats) + model_formats.order(f for f in formats if f != "keras")
 
 
 def reference_of(validation: dict) -> str | None:
@@ -36,7 +35,7 @@ def reference_of(validation: dict) -> str | None:
 
 
 def quantized_of(formats: dict[str, Any]) -> list[str]:
-    return [f for f in ordered(formats) if "int8" in f]
+    return [f for f in ordered(formats) if model_formats.is_quantized(f)]
 
 
 def bundle_summary(doc: Doc, root: Path, manifest: dict, validation: dict | None) -> None:

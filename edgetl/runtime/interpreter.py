@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgetl.errors import ModelError
+from edgetl.runtime import formats
 from edgetl.runtime.head import two_class_probabilities
 from edgetl.runtime.image import preprocess
 
@@ -221,8 +222,9 @@ def runtime_available(runtime: str) -> bool:
 
 
 def runtime_of(fmt: str, entry: dict[str, Any]) -> str:
-    """The manifest's `runtime`, or guessed from the format name (onnx* -> onnx, else tflite)."""
-    runtime = entry.get("runtime") or ("onnx" if fmt.removeprefix("base-").startswith("onnx") else "tflite")
+    """The manifest's `runtime`, else the format table's, else guessed from the name (onnx* -> onnx, else tflite)."""
+    guess = "onnx" if formats.fused_name(fmt).startswith("onnx") else "tflite"
+    runtime = entry.get("runtime") or formats.runtime_for(fmt) or guess
     if runtime not in RUNTIMES:
         raise ModelError(f"format '{fmt}' needs runtime '{runtime}'; this edgetl knows {', '.join(RUNTIMES)}")
     return runtime

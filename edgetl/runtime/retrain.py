@@ -1,6 +1,6 @@
 """`edgetl update-head`: retrain the head on the device, numpy only, and swap it in safely.
 
-    images --sha256--> FeatureCache hit? --no--> load_rgb -> preprocess -> base model -> pool
+    images --sha256--> FeatureStore hit? --no--> load_rgb -> preprocess -> base model -> pool
                                  |                                                      |
                                  +------------------- vectors (D,) <--------------------+
     vectors (this data + cached old data) --stratified split--> train | holdout
@@ -23,13 +23,15 @@ from typing import Any, TextIO
 import numpy as np
 
 from edgetl.errors import DataError, GateError, ImageError
-from edgetl.runtime import headstore, interpreter
+from edgetl.runtime import formats, headstore, interpreter
 from edgetl.runtime.bundle import load_bundle
-from edgetl.runtime.features import FeatureCache
+from edgetl.runtime.feature_store import FeatureStore
 from edgetl.runtime.folders import scan_class_folders
 from edgetl.runtime.head import NumpyHead, softmax
 from edgetl.runtime.image import load_rgb
 from edgetl.runtime.runner import choose_base_format, default_threads
+
+FEATURES_DIR = Path("device") / "features"
 
 
 @dataclass(frozen=True)
@@ -135,10 +137,17 @@ class UpdateResult:
     record: dict[str, Any] | None
 
 
+def device_features(bundle, base_fmt: str, pooling: str) -> FeatureStore:
+    """BUNDLE/device/features/<sha256(base model)[:16]>-<pooling>/: each image's pooled features and
+    the class it had, keyed by the sha256 of its bytes. Renaming images costs nothing; another
+    base (a new export) starts a new store."""
+    return FeatureStore(bundle.root / FEATURES_DIR / f"{bundle.models[base_fmt]['sha256'][:16]}-{pooling}")
+
+
 def _features(bundle, base_fmt: str, head: NumpyHead, data: dict[str, list[Path]], threads, err: TextIO):
-    """-> (cache, {image sha: class}, new count, failed count); runs the base only on uncached images."""
+    """-> (store, {image sha: class}, new count, failed count); runs the base only on uncached images."""
     base_path = bundle.model_path(base_fmt)  # verifies the sha256
-    cache = FeatureCache(bundle.root, bundle.models[base_fmt]["sha256"], head.pooling)
+    cache = device_features(bundle, base_fmt, head.pooling)
     model = None
     current: dict[str, str] = {}
     new = failed = 0
@@ -191,7 +200,7 @@ def _update_head(bundle, data: dict[str, list[Path]], cfg: RetrainConfig, err: T
         raise DataError(f"{cfg.data} has classes the head does not know: {', '.join(unknown)} "
                         f"(head classes: {', '.join(current.classes)}); pass --allow-new-classes to add them")
     classes = list(current.classes) + unknown
-    base_fmt = choose_base_format(bundle, cfg.base_format.removeprefix("base-") if cfg.base_format else None)
+    base_fmt = choose_base_format(bundle, formats.fused_name(cfg.base_format) if cfg.base_format else None)
     cache, labels_now, new, failed = _features(bundle, base_fmt, current, data, cfg.threads, err)
     if len(labels_now) < 2:
         raise DataError(f"update-head needs at least 2 readable images per class in {cfg.data}; "
@@ -208,7 +217,7 @@ def _update_head(bundle, data: dict[str, list[Path]], cfg: RetrainConfig, err: T
     missing = [c for c, n in zip(classes, counts) if n == 0]
     if missing:
         print(f"warning: no images for class(es) {', '.join(missing)}; the new head cannot predict them", file=err)
-    x = np.stack([cache.vectors[k] for k in keys])
+    x = cache.get(keys)
     train_idx, hold_idx = stratified_split(y, cfg.holdout, cfg.seed)
     weights, biases = train_head(x[train_idx], y[train_idx], len(classes), cfg)
     new_head = NumpyHead(classes, current.pooling, "softmax", "relu", weights, biases)

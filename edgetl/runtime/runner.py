@@ -15,25 +15,25 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Iterable, TextIO
+from typing import TYPE_CHECKING, Callable, Iterable, TextIO
 
 import numpy as np
 from PIL import Image
 
-from edgetl.errors import BundleError, EdgetlError, ImageError
-from edgetl.runtime import headstore, interpreter
+from edgetl.errors import BundleError, ImageError
+from edgetl.runtime import formats, headstore, interpreter
 from edgetl.runtime.bundle import Bundle, load_bundle
 from edgetl.runtime.image import load_rgb
 from edgetl.runtime.prefetch import prefetched
-from edgetl.runtime.sources import CameraError, FrameSource, PathItem, Retry, frames
 
-# Default format: the first one the bundle has and whose runtime is installed.
-FORMAT_PREFERENCE = ("tflite-int8", "tflite-float16", "tflite-float32", "tflite-dynamic", "onnx-int8", "onnx")
+if TYPE_CHECKING:
+    from edgetl.runtime.headwatch import HeadWatch
+from edgetl.runtime.frames import CameraError, FrameSource, Retry, frames
+from edgetl.runtime.paths import PathItem
 
 
 def is_base(fmt: str, entry: dict) -> bool:
-    return entry.get("role") == "base" or fmt.startswith("base-")
+    return entry.get("role") == "base" or formats.is_base(fmt)
 
 
 def fused_formats(bundle: Bundle) -> list[str]:
@@ -52,7 +52,7 @@ def _pick(bundle: Bundle, candidates: Iterable[str], what: str) -> str:
 def choose_format(bundle: Bundle, fmt: str | None) -> str:
     """--format, checked against the bundle; default: best available fused format."""
     if fmt is None:
-        return _pick(bundle, FORMAT_PREFERENCE, "fused")
+        return _pick(bundle, formats.RUN_PREFERENCE, "fused")
     if fmt not in bundle.models or is_base(fmt, bundle.models[fmt]):
         raise BundleError(f"--format {fmt} is not in this bundle; choose one of: {', '.join(fused_formats(bundle)) or 'none'}")
     return fmt
@@ -61,15 +61,15 @@ def choose_format(bundle: Bundle, fmt: str | None) -> str:
 def choose_base_format(bundle: Bundle, fmt: str | None, trained_on: str | None = None) -> str:
     """The base model for base + numpy head: base-<fmt>, else the one the head was trained on, else the best."""
     if fmt is not None:
-        if f"base-{fmt}" not in bundle.models:
-            bases = [f.removeprefix("base-") for f in bundle.models if f.startswith("base-")]
+        if formats.BASE_PREFIX + fmt not in bundle.models:
+            bases = [formats.fused_name(f) for f in bundle.models if formats.is_base(f)]
             raise BundleError(f"the device head needs base-{fmt}, which this bundle lacks; use --format "
                               f"{' or '.join(bases) or '(none)'} or `edgetl rollback-head`")
-        return f"base-{fmt}"
+        return formats.BASE_PREFIX + fmt
     if not any(is_base(f, e) for f, e in bundle.models.items()):
         raise BundleError(f"{bundle.root} has no base model (base-<format>) to run a device head with; "
                           "re-export the bundle with its split form")
-    order = ([trained_on] if trained_on else []) + [f"base-{f}" for f in FORMAT_PREFERENCE]
+    order = ([trained_on] if trained_on else []) + [formats.BASE_PREFIX + f for f in formats.RUN_PREFERENCE]
     return _pick(bundle, order, "base")
 
 
@@ -134,59 +134,6 @@ def open_predictor(bundle_dir, fmt: str | None = None, threads: int | None = Non
     entry = bundle.models[chosen]
     model = interpreter.open_model(bundle.model_path(chosen), interpreter.runtime_of(chosen, entry), threads, "fused")
     return Predictor(bundle, chosen, model, None, "fused model", bundle.classes)
-
-
-# Seconds between checks (one stat() each) for a head swapped in by update-head / rollback-head.
-HEAD_CHECK_SECONDS = 2.0
-
-
-class HeadWatch:
-    """Lets a running camera pick up a head that `update-head` or `rollback-head` swapped in.
-
-    A service classifying a camera should not need a restart to use the head just retrained
-    on the device. The head pointer is replaced atomically (a new inode each time), so a
-    change means a complete new head; checking is one stat() every `every` seconds. The new
-    predictor is opened in full before it replaces the running one, and if it cannot be
-    opened the running one goes on (with a warning). Create it before opening the predictor,
-    so a swap in between is not missed.
-    """
-
-    def __init__(self, bundle_dir, fmt: str | None, threads: int | None, every: float | None = None,
-                 clock: Callable[[], float] = time.monotonic):
-        self.bundle_dir, self.fmt, self.threads, self.clock = bundle_dir, fmt, threads, clock
-        self.pointer = Path(bundle_dir) / headstore.HEADS_DIR / headstore.POINTER
-        self.every = HEAD_CHECK_SECONDS if every is None else every
-        self._state = self._pointer_state()
-        self._next = clock() + self.every
-
-    def _pointer_state(self) -> tuple | None:
-        try:
-            info = os.stat(self.pointer)
-        except FileNotFoundError:
-            return None  # the exported head
-        except OSError as exc:
-            return ("unreadable", exc.errno)
-        return (info.st_ino, info.st_mtime_ns, info.st_size)
-
-    def check(self, predictor: Predictor, err: TextIO) -> Predictor:
-        """The predictor to use from now on: `predictor`, or a new one if the head changed."""
-        now = self.clock()
-        if now < self._next:
-            return predictor
-        self._next = now + self.every
-        state = self._pointer_state()
-        if state == self._state:
-            return predictor
-        self._state = state
-        try:
-            new = open_predictor(self.bundle_dir, self.fmt, self.threads)
-        except EdgetlError as exc:
-            print(f"warning: the bundle's head changed but cannot be used ({exc}); "
-                  f"still using {predictor.head_description}", file=err, flush=True)
-            return predictor
-        print(f"note: head changed; now using {new.head_description} ({new.fmt}, classes: "
-              f"{', '.join(new.classes)})", file=err, flush=True)
-        return new
 
 
 # ---------------------------------------------------------------------------------- output

@@ -28,11 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgetl import __version__
 from edgetl.errors import RunFolderError
 from edgetl.train.config import dump_config
 from edgetl.models.classifier import output_kind
-from edgetl.report.plots import plot_confusion, plot_curves
+from edgetl.report.figures import confusion_png, curves_png
 from edgetl.runtime import atomic
 
 MODEL_FILE = "model.keras"
@@ -171,8 +173,9 @@ def write_run_folder(out: Path, config, spec, fused, base, dataset, splits: dict
     atomic.write_text(out / "config.yaml", dump_config(config))
     atomic.write_text(out / "splits.json", json.dumps(splits, indent=1))
     atomic.write_text(out / "history.csv", history_csv(history))
-    plot_curves(history, out / "curves.png")
-    plot_confusion(confusion, dataset.classes, out / "confusion.png")
+    atomic.write_bytes(out / "curves.png", curves_png(history))
+    correct = f"{int(np.trace(confusion))}/{int(np.sum(confusion))} correct"
+    atomic.write_bytes(out / "confusion.png", confusion_png([(f"validation ({correct})", confusion)], dataset.classes))
     atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     info = {**run_info(config, spec, base, dataset.classes), "files": file_digests(out)}
     atomic.write_text(out / "run.json", json.dumps(info, indent=2))

@@ -10,7 +10,6 @@ small. The run folder's history.csv / curves.png hold the same numbers without T
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +28,11 @@ def callbacks(config, out: Path, phase: str) -> list:
 
 
 def log_confusion(out: Path, confusion: np.ndarray, classes: list[str], step: int) -> Path:
-    """Render the validation confusion matrix (edgetl.report.plots) and write it as an image summary."""
+    """Render the validation confusion matrix (edgetl.report.figures) and write it as an image summary."""
     from edgetl._tf import tf
-    from edgetl.report.plots import plot_confusion
+    from edgetl.report.figures import confusion_png
 
-    with tempfile.TemporaryDirectory() as tmp:
-        png = plot_confusion(np.asarray(confusion), classes, Path(tmp) / "confusion.png").read_bytes()
+    png = confusion_png([("validation", np.asarray(confusion))], classes)
     image = tf.image.decode_png(png, channels=3)[tf.newaxis]
     folder = Path(out) / "tensorboard" / "confusion"
     writer = tf.summary.create_file_writer(str(folder))

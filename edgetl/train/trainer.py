@@ -1,17 +1,16 @@
 """`edgetl train`: frozen pretrained base + new head, trained on cached base features.
 
-    data.load_dataset ──> splits (checked before any TF work)
-    model.build_classifier ──> fused(base, head)
-    features.FeatureCache ──> train views [clean + K augmented], clean val  (disk cache)
-    head trained alone on the features (all epochs in one fit), reseeded and checkpointed per epoch
-    [fine-tuning: unfreeze top N base layers, train end-to-end on augmented images]
-    run folder (edgetl.train.run_folder contract), run.json written last
+    load_dataset          splits (checked before any TF work)
+    build_classifier      fused(base, head)
+    extract_features      train views [clean + K augmented], clean val (disk cache, edgetl.train.extract)
+    fit_head              the head alone on the features (edgetl.train.epochs)
+    fine_tune             [unfreeze the top N base layers, train end to end on augmented images]
+    score_head/val_metrics, finish   metrics, run folder (edgetl.train.run_folder), run.json last
 
-Every epoch reseeds TF/NumPy and the dropout generators from (seed, epoch) and shuffles with
-its own generator, so a run resumed from RUN/checkpoints/state.npz after a kill -9
-continues exactly as if it had never stopped (see edgetl.train.checkpoint). Resuming is automatic
-when the checkpoint's digest (config, splits, base weights) matches; `resume=False`
-(`--no-resume`) starts over.
+A run resumed from RUN/checkpoints/state.npz after a kill -9 continues exactly as if it had
+never stopped (edgetl.train.epochs, edgetl.train.checkpoint). Resuming is automatic when the
+checkpoint's digest (config, splits, base weights) matches; `resume=False` (`--no-resume`)
+starts over.
 
 strategy multi_worker (TF_CONFIG) shards feature extraction and head batches over several
 processes or machines; only the chief writes the run folder (see edgetl.train.distribute).
@@ -24,8 +23,8 @@ import contextlib
 import dataclasses
 import importlib.util
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -35,140 +34,10 @@ from edgetl.models.bases import get_base
 from edgetl.train.config import TrainConfig
 from edgetl.train.data import Dataset, load_dataset
 from edgetl.errors import ConfigError, DataError
-from edgetl.train.extract import FeatureCache
-from edgetl.models.classifier import build_classifier, build_head, output_kind
+from edgetl.train.epochs import EpochHook, compile_model, run_head_phase, run_phase
+from edgetl.train.extract import FeatureExtractor
+from edgetl.models.classifier import build_classifier, build_head
 from edgetl.train.run_folder import write_run_folder
-from edgetl.testhooks import slow_step
-
-EpochHook = Callable[[str, int], None]
-
-
-def make_optimizer(name: str, learning_rate: float):
-    from edgetl._tf import keras
-
-    optimizers = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
-    return optimizers[name](learning_rate=learning_rate)
-
-
-def compile_model(model, config: TrainConfig, num_classes: int, learning_rate: float, steps_per_execution: int = 1):
-    """steps_per_execution > 1 runs that many batches per tf.function call: same updates, less Python overhead."""
-    kind, _ = output_kind(num_classes)
-    loss = "binary_crossentropy" if kind == "sigmoid" else "sparse_categorical_crossentropy"
-    optimizer = make_optimizer(config.optimizer, learning_rate)
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], steps_per_execution=steps_per_execution)
-    return optimizer
-
-
-def reseed_dropout(model, seed: int) -> bool:
-    """Reset every Dropout's generator from `seed`; False if a layer has no generator to reset.
-
-    Relies on tf_keras' generator-backed dropout (enabled in edgetl._tf); the private names are
-    pinned by the tf_keras<2.22 requirement, and the caller falls back to retracing without them.
-    """
-    from edgetl._tf import keras
-
-    for layer in model.submodules:
-        if isinstance(layer, keras.layers.Dropout):
-            rng = getattr(layer, "_random_generator", None)
-            if rng is None or not hasattr(rng, "_maybe_init"):
-                return False
-            rng._maybe_init()
-            if getattr(rng, "_generator", None) is None:
-                return False
-            rng._generator.reset_from_seed(seed)
-    return True
-
-
-def seed_epoch(model, config: TrainConfig, epoch: int) -> bool:
-    """Reseed TF/NumPy/Python and the dropout generators from (seed, epoch); False if dropout could not be."""
-    from edgetl._tf import keras
-
-    epoch_seed = (config.seed + 7919 * (epoch + 1)) % 2**31
-    keras.utils.set_random_seed(epoch_seed)
-    return reseed_dropout(model, epoch_seed)
-
-
-def epoch_order(config: TrainConfig, epoch: int, n: int) -> np.ndarray:
-    return np.random.default_rng([config.seed, epoch]).permutation(n)
-
-
-def fit_epoch(model, x, y, epoch: int, config: TrainConfig, validation, callbacks) -> dict:
-    """One epoch whose randomness (dropout, order) depends only on (seed, epoch)."""
-    if not seed_epoch(model, config, epoch):
-        model.make_train_function(force=True)  # retrace: new op seeds (0.35 s per epoch)
-    if isinstance(x, np.ndarray):
-        order = epoch_order(config, epoch, len(x))
-        x, y = x[order], y[order]
-        if config.strategy == "multi_worker":  # explicit DATA sharding of each global batch
-            x, y, validation = distribute.batches(x, y, config.batch_size), None, distribute.batches(
-                *validation, config.batch_size)
-    batch_size = config.batch_size if isinstance(x, np.ndarray) else None
-    h = model.fit(x, y, batch_size=batch_size, epochs=epoch + 1,
-                  initial_epoch=epoch, shuffle=False, validation_data=validation, verbose=0, callbacks=callbacks)
-    return {k: float(v[-1]) for k, v in h.history.items()}
-
-
-def end_epoch(phase: str, model, optimizer, epoch: int, logs: dict, out: Path, digest: str, history: list[dict],
-              epoch_hook: EpochHook | None, echo) -> None:
-    """History row, progress line, checkpoint, then the hook (tests stop here)."""
-    history.append({"epoch": epoch + 1, "phase": phase, **{k: logs.get(k) for k in
-                    ("loss", "accuracy", "val_loss", "val_accuracy")}})
-    echo(f"epoch {epoch + 1} [{phase}] loss {logs['loss']:.4f} acc {logs['accuracy']:.4f} "
-         f"val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}")
-    state = checkpoint.State(phase, epoch, history, model.get_weights(), checkpoint.optimizer_values(optimizer))
-    checkpoint.save_state(out / "checkpoints", digest, state)
-    slow_step()
-    if epoch_hook is not None:
-        epoch_hook(phase, epoch)
-
-
-def run_phase(phase: str, model, optimizer, first: int, last: int, data_for_epoch, validation, config, out: Path,
-              digest: str, history: list[dict], callbacks, epoch_hook: EpochHook | None, echo) -> None:
-    """Epochs [first, last) of a phase, one model.fit per epoch; a checkpoint after each one."""
-    for epoch in range(first, last):
-        x, y = data_for_epoch(epoch)
-        logs = fit_epoch(model, x, y, epoch, config, validation, callbacks)
-        end_epoch(phase, model, optimizer, epoch, logs, out, digest, history, epoch_hook, echo)
-
-
-def run_head_phase(model, optimizer, first: int, last: int, x: np.ndarray, y: np.ndarray, validation, config,
-                   out: Path, digest: str, history: list[dict], callbacks, epoch_hook: EpochHook | None, echo) -> None:
-    """The head on cached features: every epoch in ONE model.fit, same batches and seeds as run_phase.
-
-    A fit call per epoch costs ~0.3 s of setup (data adapters, iterators) for a head whose epoch
-    computes in milliseconds. Here one dataset yields the epochs' batches back to back (each
-    epoch's own permutation, a partial last batch), and a callback reseeds and checkpoints at
-    the epoch boundaries, so results and resume stay identical to run_phase. multi_worker, or
-    dropout that cannot be reseeded inside fit, falls back to run_phase.
-    """
-    from edgetl._tf import keras, tf
-
-    if first >= last:
-        return
-    if config.strategy == "multi_worker" or not seed_epoch(model, config, first):
-        run_phase("head", model, optimizer, first, last, lambda e: (x, y), validation, config, out, digest,
-                  history, callbacks, epoch_hook, echo)
-        return
-
-    class EpochBoundary(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            seed_epoch(model, config, epoch)
-
-        def on_epoch_end(self, epoch, logs=None):
-            end_epoch("head", model, optimizer, epoch, {k: float(v) for k, v in (logs or {}).items()}, out,
-                      digest, history, epoch_hook, echo)
-
-    features, labels = tf.constant(x), tf.constant(y)
-    orders = tf.data.Dataset.from_generator(  # one epoch's permutation at a time, not epochs x rows at once
-        lambda: (epoch_order(config, e, len(x)) for e in range(first, last)),
-        output_signature=tf.TensorSpec((len(x),), tf.int64))
-    batches = (orders
-               .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(config.batch_size))
-               .map(lambda rows: (tf.gather(features, rows), tf.gather(labels, rows)))
-               .prefetch(2))
-    model.fit(batches, epochs=last, initial_epoch=first, steps_per_epoch=-(-len(x) // config.batch_size),
-              validation_data=validation, validation_batch_size=config.batch_size, verbose=0,
-              callbacks=[EpochBoundary(), *callbacks])
 
 
 def _drop_skipped(dataset: Dataset, train_kept: list[int], val_kept: list[int], skipped) -> Dataset:
@@ -203,125 +72,189 @@ def train(config: TrainConfig, resume: bool = True, epoch_hook: EpochHook | None
         distribute.discard(out, workers)
 
 
-def _train(config: TrainConfig, dataset: Dataset, params: AugmentParams, strategy, workers, out: Path, resume: bool,
-           epoch_hook: EpochHook | None, echo) -> dict:
-    from edgetl._tf import set_seed
-    from edgetl.train.finetune import image_sequence, load_pixels, unfreeze_top
+@dataclass
+class Features:
+    """Cached base features of the kept images: x_train holds views+1 rows per training image."""
 
-    start = time.time()
-    multi = config.strategy == "multi_worker"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "run.json").unlink(missing_ok=True)  # the folder is incomplete until run.json is back
-    set_seed(config.seed)
+    x_train: np.ndarray
+    y_views: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    shape: tuple[int, ...]
+    digest: str
+    seconds: float
+    computed: int
+    cached: int
+    folder: Path
+
+
+def extract_features(config: TrainConfig, dataset: Dataset, base, params: AugmentParams, strategy, workers,
+                     echo) -> tuple[Features, Dataset]:
+    """Base features of every training view and validation image (disk cache); drops undecodable files."""
     spec = get_base(config.base)
-    num_classes = len(dataset.classes)
-    # multi_worker: the base only runs locally (each worker its own shard), so it stays outside the scope
-    with contextlib.nullcontext() if multi else strategy.scope():
-        fused, base, head = build_classifier(config, num_classes)
-
-    cache = FeatureCache(base, base_name=spec.name, cut_layer=config.cut_layer, input_size=config.input_size,
-                         scale=spec.scale, offset=spec.offset,
-                         pooling=config.pooling if config.pooling in ("avg", "max") else "none",
-                         cache_dir=config.cache_dir)
+    extractor = FeatureExtractor(base, base_name=spec.name, cut_layer=config.cut_layer, input_size=config.input_size,
+                                 scale=spec.scale, offset=spec.offset,
+                                 pooling=config.pooling if config.pooling in ("avg", "max") else "none",
+                                 cache_dir=config.cache_dir)
     views = config.augment_views if config.augment else 0
-    tr, va = distribute.shared_features(cache, strategy, workers, [
+    tr, va = distribute.shared_features(extractor, strategy, workers, [
         ([p for p, _ in dataset.train], dict(views=views, params=params, seed=config.seed, desc="train features")),
         ([p for p, _ in dataset.val], dict(views=0, desc="val features"))])
     for path, reason in tr.skipped + va.skipped:
         echo(f"skipped {path}: {reason}")
     dataset = _drop_skipped(dataset, tr.kept, va.kept, tr.skipped + va.skipped)
-    feature_seconds = tr.seconds + va.seconds
+    seconds = tr.seconds + va.seconds
     echo(f"features: {tr.computed + va.computed} computed, {tr.cached + va.cached} from cache "
-         f"({feature_seconds:.1f}s, {cache.folder})")
-
+         f"({seconds:.1f}s, {extractor.folder})")
     y_train = np.array([y for _, y in dataset.train], dtype=np.float32)
-    y_val = np.array([y for _, y in dataset.val], dtype=np.float32)
-    x_train = tr.features.reshape(-1, *cache.feature_shape)
-    y_views = np.repeat(y_train, views + 1)
-    x_val = va.features[:, 0]
-    splits = {"root": str(dataset.root), "train": dataset.relative("train"), "val": dataset.relative("val")}
-    digest = checkpoint.run_digest(config, splits, cache.digest)
-    state = checkpoint.load_state(out / "checkpoints", digest) if resume else None
-    history: list[dict] = list(state.history) if state else []
-    if state:
-        echo(f"resuming from {out / 'checkpoints'}: {state.phase} epoch {state.epoch + 1} done")
+    features = Features(tr.features.reshape(-1, *extractor.feature_shape), np.repeat(y_train, views + 1), y_train,
+                        va.features[:, 0], np.array([y for _, y in dataset.val], dtype=np.float32),
+                        extractor.feature_shape, extractor.digest, seconds, tr.computed + va.computed,
+                        tr.cached + va.cached, extractor.folder)
+    return features, dataset
 
-    head_start = time.time()
+
+def fit_head(config: TrainConfig, feats: Features, num_classes: int, head, strategy, workers, out: Path, digest: str,
+             state, history: list[dict], epoch_hook, echo):
+    """Train the head on cached features (resuming from `state`), copy it into the fused model's head.
+
+    -> the trained feature head (a Keras model on feature inputs).
+    """
     with strategy.scope():
-        feature_head = build_head(cache.feature_shape, num_classes, config)
+        feature_head = build_head(feats.shape, num_classes, config)
         optimizer = compile_model(feature_head, config, num_classes, config.learning_rate, steps_per_execution=32)
         state = distribute.share_state(strategy, workers, state, feature_head, optimizer)
         if state and state.phase == "head":
             checkpoint.restore(feature_head, optimizer, state)
     first = state.epoch + 1 if state else 0
     if not state or state.phase == "head":
-        run_head_phase(feature_head, optimizer, first, config.epochs, x_train, y_views, (x_val, y_val), config,
-                       out, digest, history, tensorboard_logs.callbacks(config, out, "head"), epoch_hook, echo)
+        run_head_phase(feature_head, optimizer, first, config.epochs, feats.x_train, feats.y_views,
+                       (feats.x_val, feats.y_val), config, out, digest, history,
+                       tensorboard_logs.callbacks(config, out, "head"), epoch_hook, echo)
         head.set_weights(feature_head.get_weights())
-    head_seconds = time.time() - head_start
+    return feature_head
 
-    fine_seconds = 0.0
-    if config.fine_tune_layers > 0:
-        fine_start = time.time()
-        unfrozen = unfreeze_top(base, config.fine_tune_layers)
-        echo(f"fine-tuning the top {len(unfrozen)} layers of {spec.name} from {unfrozen[0] if unfrozen else '-'}")
-        with strategy.scope():
-            ft_optimizer = compile_model(fused, config, num_classes, config.fine_tune_learning_rate)
-            if state and state.phase == "fine_tune":
-                checkpoint.restore(fused, ft_optimizer, state)
-        keys = [str(p) for p, _ in dataset.train]
-        train_pixels = load_pixels([p for p, _ in dataset.train], config.input_size)
-        val_pixels = load_pixels([p for p, _ in dataset.val], config.input_size)
-        val_seq = image_sequence(val_pixels, y_val, [], config.batch_size, spec.scale, spec.offset, None,
-                                 config.seed, 0, shuffle=False)
 
-        def epoch_data(epoch):
-            return image_sequence(train_pixels, y_train, keys, config.batch_size, spec.scale, spec.offset,
-                                  params if config.augment else None, config.seed, epoch), None
+def fine_tune(config: TrainConfig, dataset: Dataset, fused, base, params: AugmentParams, feats: Features, strategy,
+              out: Path, digest: str, state, history: list[dict], epoch_hook, echo) -> tuple[np.ndarray, float]:
+    """Unfreeze the top layers of the base and train end to end on images -> (val probabilities, val loss)."""
+    from edgetl.train.finetune import image_sequence, load_pixels, unfreeze_top
 
-        first = state.epoch + 1 if state and state.phase == "fine_tune" else config.epochs
-        run_phase("fine_tune", fused, ft_optimizer, first, config.epochs + config.fine_tune_epochs, epoch_data,
-                  val_seq, config, out, digest, history, tensorboard_logs.callbacks(config, out, "fine_tune"),
-                  epoch_hook, echo)
-        probs = fused.predict(val_seq, verbose=0)
-        val_loss = float(fused.evaluate(val_seq, verbose=0)[0])
-        base.trainable = False
-        fine_seconds = time.time() - fine_start
-    else:
-        scorer = feature_head
-        if multi:  # score locally: a distributed predict/evaluate would split and regather x_val
-            scorer = build_head(cache.feature_shape, num_classes, config)
-            compile_model(scorer, config, num_classes, config.learning_rate)
-            scorer.set_weights(feature_head.get_weights())
-        probs = scorer.predict(x_val, batch_size=256, verbose=0)
-        val_loss = float(scorer.evaluate(x_val, y_val, batch_size=256, verbose=0)[0])
+    spec = get_base(config.base)
+    num_classes = len(dataset.classes)
+    unfrozen = unfreeze_top(base, config.fine_tune_layers)
+    echo(f"fine-tuning the top {len(unfrozen)} layers of {spec.name} from {unfrozen[0] if unfrozen else '-'}")
+    with strategy.scope():
+        optimizer = compile_model(fused, config, num_classes, config.fine_tune_learning_rate)
+        if state and state.phase == "fine_tune":
+            checkpoint.restore(fused, optimizer, state)
+    keys = [str(p) for p, _ in dataset.train]
+    train_pixels = load_pixels([p for p, _ in dataset.train], config.input_size)
+    val_pixels = load_pixels([p for p, _ in dataset.val], config.input_size)
+    val_seq = image_sequence(val_pixels, feats.y_val, [], config.batch_size, spec.scale, spec.offset, None,
+                             config.seed, 0, shuffle=False)
 
+    def epoch_data(epoch):
+        return image_sequence(train_pixels, feats.y_train, keys, config.batch_size, spec.scale, spec.offset,
+                              params if config.augment else None, config.seed, epoch), None
+
+    first = state.epoch + 1 if state and state.phase == "fine_tune" else config.epochs
+    run_phase("fine_tune", fused, optimizer, first, config.epochs + config.fine_tune_epochs, epoch_data,
+              val_seq, config, out, digest, history, tensorboard_logs.callbacks(config, out, "fine_tune"),
+              epoch_hook, echo)
+    probs = fused.predict(val_seq, verbose=0)
+    val_loss = float(fused.evaluate(val_seq, verbose=0)[0])
+    base.trainable = False
+    return probs, val_loss
+
+
+def score_head(config: TrainConfig, feature_head, feats: Features, num_classes: int) -> tuple[np.ndarray, float]:
+    """The trained head on the cached val features -> (val probabilities, val loss)."""
+    scorer = feature_head
+    if config.strategy == "multi_worker":  # score locally: a distributed predict/evaluate would split and regather
+        scorer = build_head(feats.shape, num_classes, config)
+        compile_model(scorer, config, num_classes, config.learning_rate)
+        scorer.set_weights(feature_head.get_weights())
+    probs = scorer.predict(feats.x_val, batch_size=256, verbose=0)
+    return probs, float(scorer.evaluate(feats.x_val, feats.y_val, batch_size=256, verbose=0)[0])
+
+
+def val_metrics(probs: np.ndarray, val_loss: float, dataset: Dataset) -> tuple[dict, np.ndarray]:
+    """-> (the accuracy part of metrics.json, the confusion matrix)."""
     predicted = (probs[:, 0] > 0.5).astype(int) if probs.shape[1] == 1 else probs.argmax(axis=1)
-    truth = y_val.astype(int)
-    confusion = np.zeros((num_classes, num_classes), dtype=int)
+    truth = np.array([y for _, y in dataset.val], dtype=int)
+    n = len(dataset.classes)
+    confusion = np.zeros((n, n), dtype=int)
     np.add.at(confusion, (truth, predicted), 1)
-    metrics = {
+    return {
         "val_accuracy": float(np.mean(predicted == truth)),
         "val_loss": val_loss,
+        "per_class_accuracy": {name: float(confusion[i, i] / max(1, confusion[i].sum()))
+                               for i, name in enumerate(dataset.classes)},
+        "confusion": confusion.tolist(),
+    }, confusion
+
+
+def _train(config: TrainConfig, dataset: Dataset, params: AugmentParams, strategy, workers, out: Path, resume: bool,
+           epoch_hook: EpochHook | None, echo) -> dict:
+    from edgetl._tf import set_seed
+
+    start = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").unlink(missing_ok=True)  # the folder is incomplete until run.json is back
+    set_seed(config.seed)
+    spec = get_base(config.base)
+    num_classes = len(dataset.classes)
+    # multi_worker: the base only runs locally (each worker its own shard), so it stays outside the scope
+    with contextlib.nullcontext() if config.strategy == "multi_worker" else strategy.scope():
+        fused, base, head = build_classifier(config, num_classes)
+    feats, dataset = extract_features(config, dataset, base, params, strategy, workers, echo)
+    splits = {"root": str(dataset.root), "train": dataset.relative("train"), "val": dataset.relative("val")}
+    digest = checkpoint.run_digest(config, splits, feats.digest)
+    state = checkpoint.load_state(out / "checkpoints", digest) if resume else None
+    history: list[dict] = list(state.history) if state else []
+    if state:
+        echo(f"resuming from {out / 'checkpoints'}: {state.phase} epoch {state.epoch + 1} done")
+    head_start = time.time()
+    feature_head = fit_head(config, feats, num_classes, head, strategy, workers, out, digest, state, history,
+                            epoch_hook, echo)
+    head_seconds = time.time() - head_start
+    fine_start = time.time()
+    if config.fine_tune_layers > 0:
+        probs, val_loss = fine_tune(config, dataset, fused, base, params, feats, strategy, out, digest, state,
+                                    history, epoch_hook, echo)
+    else:
+        probs, val_loss = score_head(config, feature_head, feats, num_classes)
+    fine_seconds = time.time() - fine_start if config.fine_tune_layers > 0 else 0.0
+    scores, confusion = val_metrics(probs, val_loss, dataset)
+    metrics = {
+        "val_accuracy": scores["val_accuracy"],
+        "val_loss": val_loss,
         "train_seconds": round(time.time() - start, 3),
-        "feature_seconds": round(feature_seconds, 3),
+        "feature_seconds": round(feats.seconds, 3),
         "head_seconds": round(head_seconds, 3),
         "fine_tune_seconds": round(fine_seconds, 3),
         "num_train": len(dataset.train),
         "num_val": len(dataset.val),
-        "num_train_views": int(len(x_train)),
+        "num_train_views": int(len(feats.x_train)),
         "classes": dataset.classes,
         "train_counts": dataset.counts("train"),
         "val_counts": dataset.counts("val"),
-        "per_class_accuracy": {name: float(confusion[i, i] / max(1, confusion[i].sum()))
-                               for i, name in enumerate(dataset.classes)},
-        "confusion": confusion.tolist(),
+        "per_class_accuracy": scores["per_class_accuracy"],
+        "confusion": scores["confusion"],
         "skipped": [{"path": p, "reason": r} for p, r in dataset.skipped],
         "seed": config.seed,
         "epochs_run": len(history),
         "resumed_from_epoch": (state.epoch + 1) if state else 0,
-        "cache": {"computed": tr.computed + va.computed, "cached": tr.cached + va.cached, "folder": str(cache.folder)},
+        "cache": {"computed": feats.computed, "cached": feats.cached, "folder": str(feats.folder)},
     }
+    return finish(config, metrics, confusion, out, spec, fused, base, dataset, splits, history, workers, echo)
+
+
+def finish(config: TrainConfig, metrics: dict, confusion, out: Path, spec, fused, base, dataset: Dataset,
+           splits: dict, history: list[dict], workers, echo) -> dict:
+    """TensorBoard's confusion image, the run folder (chief only), the last log line."""
     if config.tensorboard:
         tensorboard_logs.log_confusion(out, confusion, dataset.classes, step=len(history))
     if workers.count > 1:

@@ -1,108 +1,32 @@
-"""Where images come from: paths (files, folders, globs, `-` = paths on stdin) or a camera.
-
-Paths are expanded lazily, so `find ... | edgetl run BUNDLE -` streams and a folder of a
-million images is never listed twice in memory. A SOURCE that matches nothing becomes a
-per-item error (reported, run continues), like a corrupt image.
+"""Camera frames to classify: OpenCV (device index, /dev/video*, video file, stream URL) or Picamera2.
 
 Cameras sit behind one small FrameSource interface (`read() -> RGB uint8 HxWx3`, `close()`),
 so the camera loop is tested with a fake source and OpenCV / Picamera2 stay optional.
 OpenCV also opens device paths, video files and stream URLs, which is how the real wrapper
-is tested end to end (a short video file as the camera).
+is tested end to end (a short video file as the camera). Live sources are read on their own
+thread (ThreadedCamera), so the classifier always gets the newest frame.
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import importlib
 import importlib.util
 import os
 import re
 import sys
-import threading
-import time
 import urllib.parse
-from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Protocol, TextIO
+from typing import Iterator
 
 import numpy as np
 
 from edgetl.doctor import numpy_in  # metadata only: no import of anything heavy
-from edgetl.errors import EdgetlError
-from edgetl.runtime.image import list_images
+from edgetl.runtime.frames import CameraError, EndOfStream, FrameError, FrameSource, ThreadedCamera
 
-GLOB_CHARS = set("*?[")
 # Stream URLs (rtsp://, http://) give up opening after 10 s and reading a frame after 5 s. FFmpeg's
 # defaults, 30 s each, would leave a live classifier silent for minutes behind a stalled Wi-Fi camera.
 STREAM_OPEN_TIMEOUT_MS = 10_000
 STREAM_READ_TIMEOUT_MS = 5_000
-# A camera read that has not returned a frame after this long counts as a failed read (and is
-# retried): longer than a stream's reopen (open + read timeouts), so it only fires on a stuck read.
-FRAME_TIMEOUT_S = 20.0
-
-
-class CameraError(EdgetlError):
-    """A camera cannot be opened, or stopped delivering frames for good."""
-
-
-class FrameError(Exception):
-    """One frame could not be read (the loop retries; not user-facing on its own)."""
-
-
-class EndOfStream(Exception):
-    """The source has no more frames, as when a video file ends: the loop stops cleanly."""
-
-
-@dataclass(frozen=True)
-class PathItem:
-    """One SOURCE entry: a path to classify, or the reason it cannot be (reported per item)."""
-
-    path: str
-    error: str | None = None
-
-
-def _expand_one(source: str) -> Iterator[PathItem]:
-    if os.path.isdir(source):
-        found = list_images(source)
-        if not found:
-            yield PathItem(source, "a folder with no image files")
-        for path in found:
-            yield PathItem(str(path))
-    elif os.path.exists(source) or os.path.islink(source):
-        yield PathItem(source)  # an explicit file is always tried, whatever its suffix
-    elif GLOB_CHARS & set(source):
-        matches = sorted(glob.iglob(source, recursive=True))
-        if not matches:
-            yield PathItem(source, "no files match this pattern")
-        for match in matches:
-            if os.path.isdir(match):
-                yield from _expand_one(match)
-            elif not os.path.basename(match).startswith("."):
-                yield PathItem(match)
-    else:
-        yield PathItem(source, "no such file or folder")
-
-
-def iter_paths(sources: Iterable[str], stdin: TextIO | None = None) -> Iterator[PathItem]:
-    """SOURCE arguments -> PathItems in order; `-` reads one path per line from stdin."""
-    for source in sources:
-        if source == "-":
-            for line in stdin if stdin is not None else sys.stdin:
-                line = line.rstrip("\r\n")
-                if line.strip():
-                    yield from _expand_one(line)
-        else:
-            yield from _expand_one(source)
-
-
-# ------------------------------------------------------------------------------- cameras
-class FrameSource(Protocol):
-    name: str
-
-    def read(self) -> np.ndarray:
-        """The next frame as RGB uint8 (H, W, 3); raise FrameError if this one failed, EndOfStream after the last."""
-
-    def close(self) -> None: ...
 
 
 class OpenCVCamera:
@@ -162,101 +86,6 @@ class OpenCVCamera:
 
     def close(self) -> None:
         self.cap.release()
-
-
-class ThreadedCamera:
-    """A camera read on its own thread, so that a read can neither lag behind nor hang the run.
-
-    With `newest_only` (OpenCV's live sources), the thread reads continuously and `read()` gets
-    the newest frame. A camera keeps producing frames whether or not the classifier keeps up;
-    read in order, a stream falls further behind with every frame (at 5 classifications a
-    second, a 25 fps RTSP camera is a minute behind after 75 s) and a V4L2 queue holds frames
-    several classifications old. Frames that arrive while one is being classified replace each
-    other (`skipped` counts them). Without it (Picamera2, which hands out its newest frame
-    itself), the thread reads one frame per `read()`.
-
-    Either way `read()` waits at most `frame_timeout` seconds, then raises FrameError: a
-    Picamera2 capture can block forever when the camera stalls, which would freeze a service
-    without a word; now the retries run out and the run ends with a CameraError (systemd
-    restarts it). After a failed read the thread waits for the next `read()`, so the retries
-    and their backoff stay in `frames()`.
-    """
-
-    def __init__(self, source: FrameSource, newest_only: bool = True, frame_timeout: float | None = None,
-                 join_timeout: float = 6.0):
-        self.source = source
-        self.name = source.name
-        self.newest_only = newest_only
-        self.skipped = 0  # frames replaced by a newer one before they were handed out
-        self.frame_timeout = FRAME_TIMEOUT_S if frame_timeout is None else frame_timeout
-        self._join_timeout = join_timeout  # longer than a stream read may block (STREAM_READ_TIMEOUT_MS)
-        self._cond = threading.Condition()
-        self._frame: np.ndarray | None = None
-        self._error: BaseException | None = None
-        self._paused = False  # the thread waits for the next read() (after an error; after each frame without newest_only)
-        self._stop = False
-        self._done = False  # the thread has ended (the source ended, or close())
-        self._thread = threading.Thread(target=self._read_forever, name=f"edgetl {self.name}", daemon=True)
-        self._thread.start()
-
-    def _read_forever(self) -> None:
-        try:
-            self._read_until_stopped()
-        finally:
-            with self._cond:
-                self._done = True
-                self._cond.notify_all()
-
-    def _read_until_stopped(self) -> None:
-        while True:
-            frame, error = None, None
-            try:
-                frame = self.source.read()
-            except BaseException as exc:  # FrameError, EndOfStream, or a bug: all go to read()
-                error = exc
-            with self._cond:
-                if self._stop:
-                    return
-                if error is None:
-                    if self._frame is not None:
-                        self.skipped += 1
-                    self._frame = frame
-                    self._paused = not self.newest_only
-                else:
-                    self._error, self._paused = error, True
-                self._cond.notify_all()
-                while self._paused and not self._stop:
-                    self._cond.wait()
-                if self._stop or isinstance(error, EndOfStream):
-                    return
-
-    def read(self) -> np.ndarray:
-        deadline = time.monotonic() + self.frame_timeout
-        with self._cond:
-            while True:
-                if self._frame is not None:
-                    frame, self._frame = self._frame, None
-                    return frame
-                if self._error is not None:
-                    error, self._error = self._error, None
-                    raise error
-                if self._paused:  # ask the thread for the next frame
-                    self._paused = False
-                    self._cond.notify_all()
-                if self._done:
-                    raise EndOfStream(self.name)
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise FrameError(f"no frame within {self.frame_timeout:g} s (the camera read is stuck)")
-                self._cond.wait(left)
-
-    def close(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        self._thread.join(self._join_timeout)
-        if not self._thread.is_alive():  # else it is stuck in a read: releasing under it could crash or hang,
-            self.source.close()          # and the process exit frees the camera anyway
 
 
 def _ffmpeg_backend(cv2) -> bool:
@@ -398,41 +227,4 @@ def _open_by_name(spec: str) -> FrameSource:
     camera = OpenCVCamera(spec)
     return camera if camera.is_file else ThreadedCamera(camera)  # a file's every frame, a live source's newest
 
-
-@dataclass(frozen=True)
-class Retry:
-    """Backoff for failing frames: wait first, doubling up to max_wait; give up after max_failures in a row."""
-
-    max_failures: int = 8
-    first_wait: float = 0.1
-    max_wait: float = 2.0
-
-
-def frames(source: FrameSource, max_frames: int | None = None, retry: Retry = Retry(),
-           sleep: Callable[[float], None] = time.sleep,
-           on_failure: Callable[[int, str], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """(frame number, RGB frame) forever (or max_frames); retries failing reads with backoff.
-
-    Ends when the source raises EndOfStream (a video file played to the end). Raises
-    CameraError once `retry.max_failures` reads in a row have failed. Holds no history, so
-    memory stays flat however long it runs.
-    """
-    count = failures = 0
-    while max_frames is None or count < max_frames:
-        try:
-            frame = source.read()
-        except EndOfStream:
-            return
-        except FrameError as exc:
-            failures += 1
-            if on_failure is not None:
-                on_failure(failures, str(exc))
-            if failures >= retry.max_failures:
-                raise CameraError(f"{source.name} delivered no frame {failures} times in a row ({exc}); "
-                                  "is it unplugged or used by another process?") from None
-            sleep(min(retry.max_wait, retry.first_wait * 2 ** (failures - 1)))
-            continue
-        failures = 0
-        count += 1
-        yield count, frame
 
