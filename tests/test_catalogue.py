@@ -227,6 +227,7 @@ class Case:
     fragments: tuple[str, ...]  # each must appear in the output
     absent: tuple[str, ...] = ()  # none may appear
     root_skips: bool = False  # needs file permissions that root ignores
+    never_created: str | None = None  # a file (in tmp_path) the bad input must not manage to create
 
 
 def _image_case(name: str, exit_code: int, fragment: str) -> Case:
@@ -309,8 +310,8 @@ CASES = [
     Case("train-config-wrong-type", "train", lambda c: ["train", "--config", c.config("epochs: many\n")], 2,
          ("error: config key 'epochs' must be an integer",)),
     Case("train-config-python-tag", "train",
-         lambda c: ["train", "--config", c.config("base: !!python/object/apply:os.system ['echo pwned']\n")], 2,
-         ("error: config file", "is not valid YAML"), absent=("pwned\n",)),
+         lambda c: ["train", "--config", c.config(f"base: !!python/object/apply:os.system ['touch {c.tmp}/pwned']\n")],
+         2, ("error: config file", "is not valid YAML: could not determine a constructor"), never_created="pwned"),
     Case("train-config-not-a-mapping", "train", lambda c: ["train", "--config", c.config("- a\n- b\n")], 2,
          ("error: ", "must hold a mapping")),
     # ---- export
@@ -391,6 +392,8 @@ def test_bad_input(case: Case, tmp_path, tmp_path_factory):
     if case.exit_code == 2:
         errors = [line for line in output.splitlines() if line.startswith("error: ")]
         assert len(errors) == 1, output  # exactly one line says what went wrong
+    if case.never_created:
+        assert not (tmp_path / case.never_created).exists()
 
 
 def test_debug_shows_the_traceback(tmp_path_factory, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -30,13 +32,6 @@ def test_invalid_values_raise_one_line_config_error(values, message):
     assert "\n" not in str(info.value)
 
 
-def test_python_tags_are_refused(tmp_path):
-    path = tmp_path / "evil.yaml"
-    path.write_text("epochs: !!python/object/apply:os.system ['echo hacked']\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
-        load_config(path)
-
-
 def test_yaml_roundtrip_and_dash_keys(tmp_path):
     config = build_config({"dense-units": "1024,512", "augment": "yes", "epochs": 3})
     assert config.dense_units == (1024, 512) and config.augment is True
@@ -45,16 +40,29 @@ def test_yaml_roundtrip_and_dash_keys(tmp_path):
     assert load_config(path) == config
 
 
-def test_shipped_configs_load():
-    from pathlib import Path
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
-    root = Path(__file__).resolve().parents[1] / "configs"
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_shipped_config_loads_and_names_a_registered_base(path):
+    from edgetl.models.bases import BASES
+
+    config = load_config(path)
+    assert config.base in BASES and config.data is None  # data comes from --data
+
+
+def test_shipped_configs_say_what_they_mirror():
+    root = CONFIGS[0].parent
+    assert {p.name for p in CONFIGS} >= {"mobilenet_v2.yaml", "inception_v3.yaml", "flowers_mobilenet_v2.yaml"}
     mobilenet = load_config(root / "mobilenet_v2.yaml")
     assert (mobilenet.input_size, mobilenet.pooling, mobilenet.dropout, mobilenet.optimizer) == (160, "avg", 0.2, "adam")
     assert mobilenet.learning_rate == pytest.approx(1e-4) and mobilenet.horizontal_flip and mobilenet.augment
     inception = load_config(root / "inception_v3.yaml")
     assert (inception.input_size, inception.cut_layer, inception.pooling, inception.dense_units) == (150, "mixed7", "flatten", (1024,))
     assert (inception.rotation, inception.width_shift, inception.zoom, inception.optimizer) == (40, 0.2, 0.2, "rmsprop")
+    flowers = load_config(root / "flowers_mobilenet_v2.yaml")
+    assert (flowers.input_size, flowers.fine_tune_layers, flowers.fine_tune_epochs) == (224, 30, 3)
+    assert flowers.fine_tune_learning_rate == pytest.approx(1e-5) and flowers.augment
 
 
 def test_cli_flags_override_yaml_and_only_given_flags_count(tmp_path, monkeypatch):

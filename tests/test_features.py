@@ -16,8 +16,13 @@ from edgetl.runtime.image import list_images
 def test_identity_matrix_is_exact_and_flips_mirror():
     pixels = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
     assert np.array_equal(apply_matrix(pixels, np.eye(3)), pixels)
-    flipped = augment(pixels, AugmentParams(horizontal_flip=True), np.random.default_rng(1))
-    assert np.array_equal(flipped, pixels) or np.array_equal(flipped, pixels[:, ::-1])
+    views = [augment(pixels, AugmentParams(horizontal_flip=True), np.random.default_rng(seed)) for seed in range(40)]
+    mirrored = [np.array_equal(v, pixels[:, ::-1]) for v in views]
+    assert all(m or np.array_equal(v, pixels) for m, v in zip(mirrored, views))  # a flip is a mirror or nothing
+    assert 10 <= sum(mirrored) <= 30  # about half of the views are mirrored
+    vertical = augment(pixels, AugmentParams(vertical_flip=True), np.random.default_rng(next(
+        s for s in range(40) if np.random.default_rng(s).random() < 0.5)))
+    assert np.array_equal(vertical, pixels[::-1])
 
 
 def test_shift_fills_with_edge_or_reflection():

