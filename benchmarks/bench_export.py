@@ -31,8 +31,11 @@ def check(report: dict, manifest: dict) -> dict:
     out = {}
     for name, (fmt, key, op, limit) in TARGETS.items():
         value = report["formats"].get(fmt, {}).get(key)
-        out[name] = {"value": value, "target": f"{op} {limit}",
-                     "met": value is not None and (value <= limit if op == "<=" else value >= limit)}
+        out[name] = {
+            "value": value,
+            "target": f"{op} {limit}",
+            "met": value is not None and (value <= limit if op == "<=" else value >= limit),
+        }
     models = manifest["models"]
     if "tflite-int8" in models and "tflite-float32" in models:
         ratio = models["tflite-int8"]["size_bytes"] / models["tflite-float32"]["size_bytes"]
@@ -44,13 +47,19 @@ def size_breakdown(bundle: Path, manifest: dict) -> dict:
     """Where the bytes of each fused .tflite go (edgetl.export.tflite_compact.breakdown)."""
     from edgetl.export.tflite_compact import breakdown
 
-    return {fmt: breakdown((bundle / e["file"]).read_bytes()) for fmt, e in manifest["models"].items()
-            if e["runtime"] == "tflite" and e.get("role") == "fused"}
+    return {
+        fmt: breakdown((bundle / e["file"]).read_bytes())
+        for fmt, e in manifest["models"].items()
+        if e["runtime"] == "tflite" and e.get("role") == "fused"
+    }
 
 
 def summary(report: dict) -> dict:
-    return {fmt: {k: e[k] for k in ("accuracy", "drop_pp", "agreement", "size_bytes", "latency_ms")} | (
-        {"ladder": e["ladder"]["passed_rung"]} if "ladder" in e else {}) for fmt, e in report["formats"].items()}
+    return {
+        fmt: {k: e[k] for k in ("accuracy", "drop_pp", "agreement", "size_bytes", "latency_ms")}
+        | ({"ladder": e["ladder"]["passed_rung"]} if "ladder" in e else {})
+        for fmt, e in report["formats"].items()
+    }
 
 
 def main() -> int:
@@ -66,12 +75,17 @@ def main() -> int:
 
     from edgetl.errors import GateError
     from edgetl.export.exporter import ExportOptions, export_run
-    from edgetl.runtime.bundle import load_bundle
     from edgetl.export.validate import eval_set_from_folder, validate_bundle
+    from edgetl.runtime.bundle import load_bundle
 
     out = args.out or f"benchmarks/results/export_{Path(args.run).name}"
-    options = ExportOptions(formats=("tflite-float32", "tflite-int8", "onnx", "onnx-int8"), out=out,
-                            calibration=args.calibration, max_drop=args.max_drop, split=args.split)
+    options = ExportOptions(
+        formats=("tflite-float32", "tflite-int8", "onnx", "onnx-int8"),
+        out=out,
+        calibration=args.calibration,
+        max_drop=args.max_drop,
+        split=args.split,
+    )
     load_before = loadavg()
     start = time.perf_counter()
     gate_error = None
@@ -79,19 +93,31 @@ def main() -> int:
         export_run(args.run, options, log=lambda s: print(s, file=sys.stderr))
     except GateError as exc:
         gate_error = str(exc)
-    result = {"run": args.run, "bundle": out, "export_seconds": round(time.perf_counter() - start, 1),
-              "gate_error": gate_error, "cpu_count": os.cpu_count(),
-              "loadavg_1_5_15": {"before": load_before, "after": loadavg()}}
+    result = {
+        "run": args.run,
+        "bundle": out,
+        "export_seconds": round(time.perf_counter() - start, 1),
+        "gate_error": gate_error,
+        "cpu_count": os.cpu_count(),
+        "loadavg_1_5_15": {"before": load_before, "after": loadavg()},
+    }
     bundle = load_bundle(out)
     report = json.loads((Path(out) / "validation.json").read_text())
-    result["run_val"] = {"num_images": report["num_images"], "formats": summary(report),
-                         "targets": check(report, bundle.manifest)}
+    result["run_val"] = {
+        "num_images": report["num_images"],
+        "formats": summary(report),
+        "targets": check(report, bundle.manifest),
+    }
     result["tflite_size_breakdown"] = size_breakdown(Path(out), bundle.manifest)
     if args.data:
         evalset = eval_set_from_folder(args.data, bundle.classes, bundle.input_size, bundle.scale, bundle.offset)
         extra = validate_bundle(out, evalset, args.max_drop, log=lambda s: print(s, file=sys.stderr))
-        result["data"] = {"path": args.data, "num_images": extra["num_images"], "formats": summary(extra),
-                          "targets": check(extra, load_bundle(out).manifest)}
+        result["data"] = {
+            "path": args.data,
+            "num_images": extra["num_images"],
+            "formats": summary(extra),
+            "targets": check(extra, load_bundle(out).manifest),
+        }
     emit(result, args.json_out, indent=1)
     return 0
 

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _output import emit, loadavg  # noqa: E402 - benchmarks/ is sys.path[0] when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,10 +44,10 @@ def _images(split: str, per_class: int) -> list[tuple[Path, int]]:
 def build_bundle(dest: Path, train_per_class: int = 200, calib: int = 100) -> tuple[Path, object]:
     """-> (bundle dir, fused tf_keras model). Uses edgetl.models.classifier like `edgetl train` would."""
     from edgetl._tf import keras, tf
-    from edgetl.train.config import build_config
     from edgetl.models.classifier import build_classifier, head_to_numpy
     from edgetl.runtime.atomic import sha256_file
     from edgetl.runtime.image import load_rgb, preprocess
+    from edgetl.train.config import build_config
 
     keras.utils.set_random_seed(0)
     cfg = build_config({"base": "mobilenet_v2", "weights": str(WEIGHTS), "input_size": SIZE, "dropout": 0.0})
@@ -67,27 +66,49 @@ def build_bundle(dest: Path, train_per_class: int = 200, calib: int = 100) -> tu
     rng = np.random.default_rng(0)
     rep = x[rng.permutation(len(x))[:calib]]
     models = {}
-    for name, model, int8, role in (("tflite-int8", fused, True, "fused"), ("tflite-float32", fused, False, "fused"),
-                                     ("base-tflite-int8", base, True, "base")):
+    for name, model, int8, role in (
+        ("tflite-int8", fused, True, "fused"),
+        ("tflite-float32", fused, False, "fused"),
+        ("base-tflite-int8", base, True, "base"),
+    ):
         conv = tf.lite.TFLiteConverter.from_keras_model(model)
         if int8:
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.representative_dataset = lambda: ([rep[i:i + 1]] for i in range(len(rep)))
+            conv.representative_dataset = lambda: ([rep[i : i + 1]] for i in range(len(rep)))
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             conv.inference_input_type = conv.inference_output_type = tf.uint8
         path = dest / f"{name.replace('-', '_')}.tflite"
         path.write_bytes(conv.convert())
-        models[name] = {"file": path.name, "runtime": "tflite", "role": role,
-                        "sha256": sha256_file(path), "size_bytes": path.stat().st_size}
+        models[name] = {
+            "file": path.name,
+            "runtime": "tflite",
+            "role": role,
+            "sha256": sha256_file(path),
+            "size_bytes": path.stat().st_size,
+        }
     head_to_numpy(head, ["cats", "dogs"], "avg", "relu").save(dest / "head.npz")
     manifest = {
-        "format_version": 1, "edgetl_version": "0.1.0", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "format_version": 1,
+        "edgetl_version": "0.1.0",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "source_run": {"path": "benchmarks/bench_runtime.py", "config": cfg.to_dict()},
         "classes": ["cats", "dogs"],
-        "input": {"size": SIZE, "color": "RGB", "layout": "NHWC", "resize": "bilinear", "scale": 1 / 127.5, "offset": -1.0},
+        "input": {
+            "size": SIZE,
+            "color": "RGB",
+            "layout": "NHWC",
+            "resize": "bilinear",
+            "scale": 1 / 127.5,
+            "offset": -1.0,
+        },
         "base": {"name": "mobilenet_v2", "cut_layer": None, "feature_shape": [5, 5, 1280]},
-        "output": "sigmoid", "models": models,
-        "head": {"file": "head.npz", "sha256": sha256_file(dest / "head.npz"), "size_bytes": (dest / "head.npz").stat().st_size},
+        "output": "sigmoid",
+        "models": models,
+        "head": {
+            "file": "head.npz",
+            "sha256": sha256_file(dest / "head.npz"),
+            "size_bytes": (dest / "head.npz").stat().st_size,
+        },
     }
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=2))
     fused.save(dest.parent / "fused.keras")
@@ -116,9 +137,11 @@ def latency(bundle: Path, photos: list[Path], threads: int, runs: int) -> dict:
 
     pred = runner.open_predictor(bundle, "tflite-int8", threads)
     tensor = pred.model_input(photos[0])
-    steps = {"bare_invoke": lambda i: pred.model.invoke_one(tensor),
-             "decode_resize_preprocess": lambda i: pred.model_input(photos[i % len(photos)]),
-             "whole_path": lambda i: pred.classify(photos[i % len(photos)])}
+    steps = {
+        "bare_invoke": lambda i: pred.model.invoke_one(tensor),
+        "decode_resize_preprocess": lambda i: pred.model_input(photos[i % len(photos)]),
+        "whole_path": lambda i: pred.classify(photos[i % len(photos)]),
+    }
     times: dict[str, list[float]] = {k: [] for k in steps}
     for i in range(runs + 3):
         for name, fn in steps.items():
@@ -148,9 +171,13 @@ def throughput(bundle: Path, photos: list[Path], threads: int, images: int, pref
         summary = runner.run_paths(pred, items, open(os.devnull, "w"), sys.stderr, prefetch=prefetch)
         walls.append(time.perf_counter() - t0)
         assert summary.ok == images
-    return {"threads": threads, "prefetch": prefetch, "images": images,
-            "ms_per_image_best": round(1000 * min(walls) / images, 3),
-            "ms_per_image_all": [round(1000 * w / images, 3) for w in walls]}
+    return {
+        "threads": threads,
+        "prefetch": prefetch,
+        "images": images,
+        "ms_per_image_best": round(1000 * min(walls) / images, 3),
+        "ms_per_image_all": [round(1000 * w / images, 3) for w in walls],
+    }
 
 
 def folder_throughput(bundle: Path, photos: list[Path], images: int) -> dict:
@@ -209,16 +236,27 @@ def head_update(bundle: Path, work: Path, per_class: int, threads: int) -> dict:
     y = np.array([classes.index(cache.labels[k]) for k in keys])
     tr, ho = stratified_split(y, 0.2, 0)
     keras.utils.set_random_seed(0)
-    lr = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(2, activation="softmax",
-                                                                          kernel_regularizer=keras.regularizers.l2(1e-4))])
+    lr = keras.Sequential(
+        [
+            keras.Input((x.shape[1],)),
+            keras.layers.Dense(2, activation="softmax", kernel_regularizer=keras.regularizers.l2(1e-4)),
+        ]
+    )
     lr.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     lr.fit(x[tr], y[tr], epochs=100, batch_size=64, verbose=0)
     keras_acc = float(lr.evaluate(x[ho], y[ho], verbose=0)[1])
-    return {"images": len(keys), "first_run_s (features computed)": round(cold, 2),
-            "cached_run_s": round(warm, 2), "new_images_first": first.new_images, "new_images_cached": cached.new_images,
-            "numpy_head_holdout_acc": round(cached.new_accuracy, 4), "exported_head_holdout_acc": round(cached.current_accuracy, 4),
-            "tf_keras_logreg_holdout_acc": round(keras_acc, 4),
-            "diff_pp": round(100 * (cached.new_accuracy - keras_acc), 2), "holdout_images": cached.num_holdout}
+    return {
+        "images": len(keys),
+        "first_run_s (features computed)": round(cold, 2),
+        "cached_run_s": round(warm, 2),
+        "new_images_first": first.new_images,
+        "new_images_cached": cached.new_images,
+        "numpy_head_holdout_acc": round(cached.new_accuracy, 4),
+        "exported_head_holdout_acc": round(cached.current_accuracy, 4),
+        "tf_keras_logreg_holdout_acc": round(keras_acc, 4),
+        "diff_pp": round(100 * (cached.new_accuracy - keras_acc), 2),
+        "holdout_images": cached.num_holdout,
+    }
 
 
 def main() -> None:
@@ -247,8 +285,7 @@ def main() -> None:
 
     skip = set(filter(None, args.skip.split(",")))
     photos = jpegs_500x375(args.work)
-    result = {"bundle": str(bundle), "threads": args.threads, "cpu": os.cpu_count(),
-              "loadavg_1_5_15_start": loadavg()}
+    result = {"bundle": str(bundle), "threads": args.threads, "cpu": os.cpu_count(), "loadavg_1_5_15_start": loadavg()}
     result["latency"] = latency(bundle, photos, args.threads, args.runs)
     result["latency_1_thread"] = latency(bundle, photos, 1, args.runs)
     if "throughput" not in skip:

@@ -46,8 +46,9 @@ def run_recipe(data: Path, weights: str, epochs: int, seed: int) -> dict:
     keras.utils.set_random_seed(seed)
     start = time.time()
     size, batch = (160, 160), 32
-    train_ds = keras.utils.image_dataset_from_directory(data / "train", shuffle=True, batch_size=batch,
-                                                        image_size=size, seed=seed)
+    train_ds = keras.utils.image_dataset_from_directory(
+        data / "train", shuffle=True, batch_size=batch, image_size=size, seed=seed
+    )
     val_ds = keras.utils.image_dataset_from_directory(data / "val", shuffle=False, batch_size=batch, image_size=size)
     train_ds = train_ds.prefetch(tf.data.AUTOTUNE)
     val_ds = val_ds.prefetch(tf.data.AUTOTUNE)
@@ -62,26 +63,44 @@ def run_recipe(data: Path, weights: str, epochs: int, seed: int) -> dict:
     x = keras.layers.Dropout(0.2)(x)
     outputs = keras.layers.Dense(1)(x)
     model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-4),
-                  loss=keras.losses.BinaryCrossentropy(from_logits=True),
-                  metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=1e-4),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],
+    )
     history = model.fit(train_ds, epochs=epochs, validation_data=val_ds, verbose=2)
-    return {"wall_seconds": round(time.time() - start, 2), "val_accuracy": float(history.history["val_accuracy"][-1]),
-            "val_loss": float(history.history["val_loss"][-1])}
+    return {
+        "wall_seconds": round(time.time() - start, 2),
+        "val_accuracy": float(history.history["val_accuracy"][-1]),
+        "val_loss": float(history.history["val_loss"][-1]),
+    }
 
 
 def run_edgetl(data: Path, weights: str, epochs: int, seed: int, workdir: Path) -> dict:
     from edgetl.train.config import load_config
     from edgetl.train.trainer import train
 
-    config = load_config(ROOT / "configs" / "mobilenet_v2.yaml",
-                         {"data": str(data), "weights": weights, "epochs": epochs, "seed": seed,
-                          "out": str(workdir / "run"), "cache_dir": str(workdir / "cache")})
+    config = load_config(
+        ROOT / "configs" / "mobilenet_v2.yaml",
+        {
+            "data": str(data),
+            "weights": weights,
+            "epochs": epochs,
+            "seed": seed,
+            "out": str(workdir / "run"),
+            "cache_dir": str(workdir / "cache"),
+        },
+    )
     start = time.time()
     metrics = train(config)
-    return {"wall_seconds": round(time.time() - start, 2), "val_accuracy": metrics["val_accuracy"],
-            "val_loss": metrics["val_loss"], "feature_seconds": metrics["feature_seconds"],
-            "head_seconds": metrics["head_seconds"], "num_train_views": metrics["num_train_views"]}
+    return {
+        "wall_seconds": round(time.time() - start, 2),
+        "val_accuracy": metrics["val_accuracy"],
+        "val_loss": metrics["val_loss"],
+        "feature_seconds": metrics["feature_seconds"],
+        "head_seconds": metrics["head_seconds"],
+        "num_train_views": metrics["num_train_views"],
+    }
 
 
 def main() -> int:
@@ -100,8 +119,14 @@ def main() -> int:
         recipe = run_recipe(data, args.weights, args.epochs, args.seed)
         edgetl = run_edgetl(data, args.weights, args.epochs, args.seed, work)
     result = {
-        "benchmark": "train", "data": args.data, "limit": args.limit, "epochs": args.epochs,
-        "cpu_count": os.cpu_count(), "loadavg_1_5_15_end": loadavg(), "recipe": recipe, "edgetl": edgetl,
+        "benchmark": "train",
+        "data": args.data,
+        "limit": args.limit,
+        "epochs": args.epochs,
+        "cpu_count": os.cpu_count(),
+        "loadavg_1_5_15_end": loadavg(),
+        "recipe": recipe,
+        "edgetl": edgetl,
         "speedup": round(recipe["wall_seconds"] / max(edgetl["wall_seconds"], 1e-9), 2),
         "accuracy_delta_pp": round(100 * (edgetl["val_accuracy"] - recipe["val_accuracy"]), 2),
     }

@@ -35,10 +35,12 @@ def main() -> None:
     photos = sorted(args.photos.glob("*.jpg"))
     pred = runner.open_predictor(args.bundle, "tflite-int8", 1)
     tensor = pred.model_input(photos[0])
-    steps = {"bare_invoke": lambda i: pred.model.invoke_one(tensor),
-             "decode_resize": lambda i: load_rgb(photos[i % len(photos)], pred.size),
-             "decode_resize_preprocess": lambda i: pred.model_input(photos[i % len(photos)]),
-             "whole_path": lambda i: pred.classify(photos[i % len(photos)])}
+    steps = {
+        "bare_invoke": lambda i: pred.model.invoke_one(tensor),
+        "decode_resize": lambda i: load_rgb(photos[i % len(photos)], pred.size),
+        "decode_resize_preprocess": lambda i: pred.model_input(photos[i % len(photos)]),
+        "whole_path": lambda i: pred.classify(photos[i % len(photos)]),
+    }
     cpu: dict[str, list[float]] = {k: [] for k in steps}
     wall: dict[str, list[float]] = {k: [] for k in steps}
     for i in range(args.runs + 5):
@@ -48,10 +50,14 @@ def main() -> None:
             if i >= 5:
                 cpu[name].append((time.thread_time() - c0) * 1000)
                 wall[name].append((time.perf_counter() - w0) * 1000)
-    out = {"bundle": str(args.bundle), "threads": 1, "runs": args.runs,
-           "cpu_ms_p50": {k: round(statistics.median(v), 3) for k, v in cpu.items()},
-           "wall_ms_p50": {k: round(statistics.median(v), 3) for k, v in wall.items()},
-           "loadavg_1_5_15": loadavg()}
+    out = {
+        "bundle": str(args.bundle),
+        "threads": 1,
+        "runs": args.runs,
+        "cpu_ms_p50": {k: round(statistics.median(v), 3) for k, v in cpu.items()},
+        "wall_ms_p50": {k: round(statistics.median(v), 3) for k, v in wall.items()},
+        "loadavg_1_5_15": loadavg(),
+    }
     out["whole_over_bare_cpu"] = round(out["cpu_ms_p50"]["whole_path"] / out["cpu_ms_p50"]["bare_invoke"], 2)
     out["whole_over_bare_wall"] = round(out["wall_ms_p50"]["whole_path"] / out["wall_ms_p50"]["bare_invoke"], 2)
     emit(out, args.out, indent=1)

@@ -55,10 +55,28 @@ for _name in ("model.keras", "labels.txt", "config.yaml", "splits.json"):
 
 json_docs = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda c: st.lists(c, max_size=3) | st.dictionaries(
-        st.sampled_from(["edgetl_version", "files", "model.keras", "labels.txt", "sha256", "size_bytes", "classes",
-                         "../x", "input_size"]), c, max_size=5),
-    max_leaves=10)
+    lambda c: (
+        st.lists(c, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "edgetl_version",
+                    "files",
+                    "model.keras",
+                    "labels.txt",
+                    "sha256",
+                    "size_bytes",
+                    "classes",
+                    "../x",
+                    "input_size",
+                ]
+            ),
+            c,
+            max_size=5,
+        )
+    ),
+    max_leaves=10,
+)
 
 
 @given(doc=json_docs, version=st.sampled_from(["0.1.0", "0.1", None, 1, "9.9"]))
@@ -77,7 +95,9 @@ def run_json_only_raises_run_folder_error(doc, version):
 def _head_bytes() -> bytes:
     from edgetl.runtime.head import NumpyHead
 
-    head = NumpyHead(["a", "b", "c"], "avg", "softmax", "relu", [np.ones((4, 3), np.float32)], [np.zeros(3, np.float32)])
+    head = NumpyHead(
+        ["a", "b", "c"], "avg", "softmax", "relu", [np.ones((4, 3), np.float32)], [np.zeros(3, np.float32)]
+    )
     return head.to_bytes()
 
 
@@ -135,19 +155,34 @@ def main() -> int:
 
             test.hypothesis.inner_test = counted
             test._hypothesis_internal_use_settings = settings(
-                max_examples=args.examples, deadline=None, database=None, derandomize=False,
-                suppress_health_check=list(HealthCheck))
+                max_examples=args.examples,
+                deadline=None,
+                database=None,
+                derandomize=False,
+                suppress_health_check=list(HealthCheck),
+            )
             try:
                 test(factory) if needs_factory else test()
             except Exception as exc:  # noqa: BLE001 - a finding: record it and go on with the others
                 failed.add(name)
-                failures.append({"property": name, "error": f"{type(exc).__name__}: {str(exc)[:2000]}",
-                                 "traceback": traceback.format_exc()[-3000:]})
+                failures.append(
+                    {
+                        "property": name,
+                        "error": f"{type(exc).__name__}: {str(exc)[:2000]}",
+                        "traceback": traceback.format_exc()[-3000:],
+                    }
+                )
             finally:
                 test.hypothesis.inner_test = inner
-    result = {"minutes": args.minutes, "rounds": rounds, "examples_per_round": args.examples,
-              "examples": counts, "examples_total": sum(counts.values()), "failures": failures,
-              "seconds": round(time.time() - start, 1)}
+    result = {
+        "minutes": args.minutes,
+        "rounds": rounds,
+        "examples_per_round": args.examples,
+        "examples": counts,
+        "examples_total": sum(counts.values()),
+        "failures": failures,
+        "seconds": round(time.time() - start, 1),
+    }
     print(json.dumps(result, indent=1))
     return 1 if failures else 0
 

@@ -31,8 +31,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def edgetl_run(bundle: Path, fmt: str, images: list[str]) -> dict[str, dict]:
     """path -> {"label", "score"} from the `edgetl run` CLI (paths fed on stdin)."""
-    proc = subprocess.run([sys.executable, "-c", "from edgetl.cli import main; main()", "run", str(bundle), "-", "--format", fmt, "--json"],
-                          input="\n".join(images) + "\n", capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from edgetl.cli import main; main()",
+            "run",
+            str(bundle),
+            "-",
+            "--format",
+            fmt,
+            "--json",
+        ],
+        input="\n".join(images) + "\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode not in (0, 1):
         raise SystemExit(f"edgetl run failed: {proc.stderr.strip()[-400:]}")
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -55,8 +70,13 @@ def main() -> int:
     bundle = load_bundle(args.bundle)
     truth = {str(Path(p).resolve()): label for label, paths in scan_class_folders(args.data).items() for p in paths}
     images = sorted(truth)
-    result = {"bundle": str(args.bundle), "data": args.data, "num_images": len(images),
-              "loadavg_1_5_15": loadavg(), "formats": {}}
+    result = {
+        "bundle": str(args.bundle),
+        "data": args.data,
+        "num_images": len(images),
+        "loadavg_1_5_15": loadavg(),
+        "formats": {},
+    }
     pixels = np.stack([load_rgb(p, bundle.input_size) for p in images])
     tmp = tempfile.TemporaryDirectory()
     pngs = [str(Path(tmp.name) / f"{i:05d}.png") for i in range(len(images))]
@@ -70,16 +90,28 @@ def main() -> int:
         answers = {}
         for route, given in (("same_pixels", pixels), ("pillow_decoded", pngs), ("from_files", images)):
             mp = answers[route] = classify_with_mediapipe(args.bundle / entry["file"], given)
-            differ = [{"path": p, "label": truth[p], "mediapipe": m["label"], "mediapipe_score": round(m["score"], 4),
-                       "edgetl": ours[p]["label"], "edgetl_score": ours[p]["score"]}
-                      for p, m in zip(images, mp) if m["label"] != ours[p]["label"]]
+            differ = [
+                {
+                    "path": p,
+                    "label": truth[p],
+                    "mediapipe": m["label"],
+                    "mediapipe_score": round(m["score"], 4),
+                    "edgetl": ours[p]["label"],
+                    "edgetl_score": ours[p]["score"],
+                }
+                for p, m in zip(images, mp)
+                if m["label"] != ours[p]["label"]
+            ]
             row[route] = {
-                "agreement": round(1 - len(differ) / len(images), 4), "disagreements": len(differ),
+                "agreement": round(1 - len(differ) / len(images), 4),
+                "disagreements": len(differ),
                 "max_score_difference": round(max(abs(m["score"] - ours[p]["score"]) for p, m in zip(images, mp)), 6),
                 "mediapipe_accuracy": round(sum(m["label"] == truth[p] for p, m in zip(images, mp)) / len(images), 4),
-                "examples": differ[:10]}
-        row["from_files"]["decoder_flips"] = sum(a["index"] != b["index"] for a, b in
-                                                 zip(answers["pillow_decoded"], answers["from_files"]))
+                "examples": differ[:10],
+            }
+        row["from_files"]["decoder_flips"] = sum(
+            a["index"] != b["index"] for a, b in zip(answers["pillow_decoded"], answers["from_files"])
+        )
         result["formats"][fmt] = row
     tmp.cleanup()
     emit(result, args.out, indent=1)

@@ -29,11 +29,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from _output import emit, loadavg  # noqa: E402 - benchmarks/ is sys.path[0] when run as a script
+
 from edgetl.runtime import cameras, paths, runner  # noqa: E402
 from edgetl.runtime.frames import FrameError, ThreadedCamera  # noqa: E402
-from http_stream import send_video, serve  # noqa: E402 - tests/ helper: a local HTTP server
 
-from _output import emit, loadavg  # noqa: E402 - benchmarks/ is sys.path[0] when run as a script
+from http_stream import send_video, serve  # noqa: E402 - tests/ helper: a local HTTP server
 
 
 def rss_mb() -> float:
@@ -127,11 +128,17 @@ def stream_soak(pred, frames: int) -> dict:
         sample_reads(cam, step, samples)
         t0 = time.perf_counter()
         with open(os.devnull, "w") as devnull:  # as `edgetl run --camera URL` reads it: newest frame, own thread
-            summary = runner.run_camera(pred, ThreadedCamera(cam), devnull, devnull, max_frames=frames,
-                                        fps_every=0, sleep=lambda s: None)
-    return {"frames": summary.ok, "older_frames_skipped": summary.skipped, "reopens": summary.failed_reads,
-            "seconds": round(time.perf_counter() - t0, 1), "rss_mb_samples": samples,
-            "rss_growth_mb_after_warmup": growth(samples, warmup)}
+            summary = runner.run_camera(
+                pred, ThreadedCamera(cam), devnull, devnull, max_frames=frames, fps_every=0, sleep=lambda s: None
+            )
+    return {
+        "frames": summary.ok,
+        "older_frames_skipped": summary.skipped,
+        "reopens": summary.failed_reads,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "rss_mb_samples": samples,
+        "rss_growth_mb_after_warmup": growth(samples, warmup),
+    }
 
 
 def positive(text: str) -> int:
@@ -165,25 +172,50 @@ def main() -> None:
     devnull = open(os.devnull, "w")
     samples: list[float] = []
     t0 = time.perf_counter()
-    summary = runner.run_paths(pred, sampled(paths.iter_paths([str(folder)]), every(args.images, 500), samples), devnull, sys.stderr,
-                               prefetch=args.prefetch)
-    files = {"images": summary.ok, "failed": summary.failed, "seconds": round(time.perf_counter() - t0, 1),
-             "rss_mb_samples": samples, "rss_growth_mb_after_warmup": growth(samples, 1)}
+    summary = runner.run_paths(
+        pred,
+        sampled(paths.iter_paths([str(folder)]), every(args.images, 500), samples),
+        devnull,
+        sys.stderr,
+        prefetch=args.prefetch,
+    )
+    files = {
+        "images": summary.ok,
+        "failed": summary.failed,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "rss_mb_samples": samples,
+        "rss_growth_mb_after_warmup": growth(samples, 1),
+    }
 
     cam_samples: list[float] = []
     cam = SimCamera()
     sample_reads(cam, every(args.frames, 250), cam_samples)
     t0 = time.perf_counter()
-    summary = runner.run_camera(pred, cam, devnull, devnull, max_frames=args.frames, fps_every=0,
-                                sleep=lambda s: None)
-    camera = {"frames": summary.ok, "failed_reads": summary.failed_reads, "seconds": round(time.perf_counter() - t0, 1),
-              "rss_mb_samples": cam_samples, "rss_growth_mb_after_warmup": growth(cam_samples, 1)}
+    summary = runner.run_camera(pred, cam, devnull, devnull, max_frames=args.frames, fps_every=0, sleep=lambda s: None)
+    camera = {
+        "frames": summary.ok,
+        "failed_reads": summary.failed_reads,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "rss_mb_samples": cam_samples,
+        "rss_growth_mb_after_warmup": growth(cam_samples, 1),
+    }
     stream = stream_soak(pred, args.stream_frames)
     parts = [files, camera] + ([stream] if "skipped" not in stream else [])
-    emit({"bundle": str(args.bundle), "format": pred.fmt, "threads": args.threads, "prefetch": args.prefetch,
-          "loadavg_1_5_15_end": loadavg(), "files": files, "camera": camera, "dropping_stream": stream,
-          "target_rss_growth_mb": "< 5", "target_met": all(part["rss_growth_mb_after_warmup"] < 5 for part in parts)},
-         args.out)
+    emit(
+        {
+            "bundle": str(args.bundle),
+            "format": pred.fmt,
+            "threads": args.threads,
+            "prefetch": args.prefetch,
+            "loadavg_1_5_15_end": loadavg(),
+            "files": files,
+            "camera": camera,
+            "dropping_stream": stream,
+            "target_rss_growth_mb": "< 5",
+            "target_met": all(part["rss_growth_mb_after_warmup"] < 5 for part in parts),
+        },
+        args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ import importlib.metadata
 import os
 import re
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 # Display name -> distribution names that provide it (first installed wins).
 PACKAGES: dict[str, tuple[str, ...]] = {
@@ -82,8 +82,14 @@ class Finding:
 
 def numpy_in(folder: str | os.PathLike) -> str | None:
     """The version of the NumPy installed in `folder` (a site-packages), from its metadata; None if none."""
-    return next((d.version for d in importlib.metadata.distributions(path=[str(folder)])
-                 if (d.metadata["Name"] or "").lower() == "numpy"), None)
+    return next(
+        (
+            d.version
+            for d in importlib.metadata.distributions(path=[str(folder)])
+            if (d.metadata["Name"] or "").lower() == "numpy"
+        ),
+        None,
+    )
 
 
 def numpy_beside(dist_name: str) -> str | None:
@@ -96,8 +102,12 @@ def numpy_beside(dist_name: str) -> str | None:
 
 def current_env() -> Env:
     keys = ("TF_USE_LEGACY_KERAS", "EDGETL_MEDIAPIPE_PYTHON")
-    return Env(tuple(sys.version_info[:3]), installed_versions(), {k: os.environ[k] for k in keys if k in os.environ},
-               numpy_beside("picamera2"))
+    return Env(
+        tuple(sys.version_info[:3]),
+        installed_versions(),
+        {k: os.environ[k] for k in keys if k in os.environ},
+        numpy_beside("picamera2"),
+    )
 
 
 # ----------------------------------------------------------------------------------- rules
@@ -109,15 +119,33 @@ def keras3_for_tfmot(env: Env) -> list[Finding]:
         return []
     rule = "keras3-for-tfmot"
     if not env.has("tf_keras"):
-        return [Finding("error", rule, f"TensorFlow {env.versions['tensorflow']} without tf_keras: tf.keras is Keras 3, "
-                                       "which tensorflow-model-optimization and edgetl cannot use; pip install tf_keras")]
+        return [
+            Finding(
+                "error",
+                rule,
+                f"TensorFlow {env.versions['tensorflow']} without tf_keras: tf.keras is Keras 3, "
+                "which tensorflow-model-optimization and edgetl cannot use; pip install tf_keras",
+            )
+        ]
     legacy = env.environ.get("TF_USE_LEGACY_KERAS")
     if legacy is not None and legacy.strip().lower() in FALSY:
-        return [Finding("error", rule, f"TF_USE_LEGACY_KERAS={legacy!r} selects Keras 3 for tf.keras and tfmot; "
-                                       "unset it or set TF_USE_LEGACY_KERAS=1")]
+        return [
+            Finding(
+                "error",
+                rule,
+                f"TF_USE_LEGACY_KERAS={legacy!r} selects Keras 3 for tf.keras and tfmot; "
+                "unset it or set TF_USE_LEGACY_KERAS=1",
+            )
+        ]
     if legacy is None and env.has("tensorflow-model-optimization"):
-        return [Finding("warning", rule, "TF_USE_LEGACY_KERAS is unset: edgetl sets it itself, but your own scripts that "
-                                         "import tf.keras with tfmot must `export TF_USE_LEGACY_KERAS=1` first")]
+        return [
+            Finding(
+                "warning",
+                rule,
+                "TF_USE_LEGACY_KERAS is unset: edgetl sets it itself, but your own scripts that "
+                "import tf.keras with tfmot must `export TF_USE_LEGACY_KERAS=1` first",
+            )
+        ]
     return []
 
 
@@ -125,25 +153,43 @@ def tf_keras_matches_tf(env: Env) -> list[Finding]:
     """tf_keras 2.X is built for TensorFlow 2.X only."""
     tf_v, tk_v = env.v("tensorflow")[:2], env.v("tf_keras")[:2]
     if tf_v >= (2, 16) and tk_v and tk_v != tf_v:
-        return [Finding("error", "tf-keras-version", f"tf_keras {env.versions['tf_keras']} does not match TensorFlow "
-                                                     f"{env.versions['tensorflow']}; pip install 'tf_keras~={tf_v[0]}.{tf_v[1]}.0'")]
+        return [
+            Finding(
+                "error",
+                "tf-keras-version",
+                f"tf_keras {env.versions['tf_keras']} does not match TensorFlow "
+                f"{env.versions['tensorflow']}; pip install 'tf_keras~={tf_v[0]}.{tf_v[1]}.0'",
+            )
+        ]
     return []
 
 
 def tflite_runtime_on_new_python(env: Env) -> list[Finding]:
     """tflite-runtime has no wheels for Python >= 3.12; ai-edge-litert is its successor."""
     if env.python[:2] >= (3, 12) and env.has("tflite-runtime"):
-        return [Finding("warning", "tflite-runtime-python", f"tflite-runtime on Python {'.'.join(map(str, env.python[:2]))} "
-                                                            "has no official wheels; use pip install ai-edge-litert")]
+        return [
+            Finding(
+                "warning",
+                "tflite-runtime-python",
+                f"tflite-runtime on Python {'.'.join(map(str, env.python[:2]))} "
+                "has no official wheels; use pip install ai-edge-litert",
+            )
+        ]
     return []
 
 
 def numpy2_with_tflite_runtime(env: Env) -> list[Finding]:
     """Every tflite-runtime wheel was built against numpy 1 and fails to import with numpy 2."""
     if env.has("tflite-runtime") and env.v("numpy") >= (2,):
-        return [Finding("error", "numpy2-tflite-runtime", f"tflite-runtime {env.versions['tflite-runtime']} was built for "
-                                                          f"numpy 1 but numpy {env.versions['numpy']} is installed; "
-                                                          "pip install ai-edge-litert (or 'numpy<2')")]
+        return [
+            Finding(
+                "error",
+                "numpy2-tflite-runtime",
+                f"tflite-runtime {env.versions['tflite-runtime']} was built for "
+                f"numpy 1 but numpy {env.versions['numpy']} is installed; "
+                "pip install ai-edge-litert (or 'numpy<2')",
+            )
+        ]
     return []
 
 
@@ -154,8 +200,14 @@ def no_interpreter(env: Env) -> list[Finding]:
     hint = "pip install 'edgetl[litert]' (ai-edge-litert)"
     if env.has("onnxruntime"):
         return [Finding("warning", "no-interpreter", f"no TFLite interpreter: only ONNX formats can run; {hint}")]
-    return [Finding("error", "no-interpreter", f"no interpreter installed (ai-edge-litert, tflite-runtime, onnxruntime "
-                                               f"or tensorflow): bundles cannot run; {hint}")]
+    return [
+        Finding(
+            "error",
+            "no-interpreter",
+            f"no interpreter installed (ai-edge-litert, tflite-runtime, onnxruntime "
+            f"or tensorflow): bundles cannot run; {hint}",
+        )
+    ]
 
 
 def python_supported(env: Env) -> list[Finding]:
@@ -168,11 +220,23 @@ def mediapipe_setup(env: Env) -> list[Finding]:
     """The metadata writer needs mediapipe 0.10.x (numpy 1), usually in its own venv."""
     python = env.environ.get("EDGETL_MEDIAPIPE_PYTHON")
     if python and not os.access(python, os.X_OK):
-        return [Finding("error", "mediapipe", f"EDGETL_MEDIAPIPE_PYTHON={python} is not an executable; "
-                                              "run scripts/setup_mediapipe_venv.sh or unset it")]
+        return [
+            Finding(
+                "error",
+                "mediapipe",
+                f"EDGETL_MEDIAPIPE_PYTHON={python} is not an executable; "
+                "run scripts/setup_mediapipe_venv.sh or unset it",
+            )
+        ]
     if env.has("mediapipe") and env.v("mediapipe") < (0, 10, 22) and env.v("numpy") >= (2,):
-        return [Finding("error", "mediapipe", f"mediapipe {env.versions['mediapipe']} needs numpy<2 but numpy "
-                                              f"{env.versions['numpy']} is installed; use scripts/setup_mediapipe_venv.sh")]
+        return [
+            Finding(
+                "error",
+                "mediapipe",
+                f"mediapipe {env.versions['mediapipe']} needs numpy<2 but numpy "
+                f"{env.versions['numpy']} is installed; use scripts/setup_mediapipe_venv.sh",
+            )
+        ]
     return []
 
 
@@ -180,15 +244,28 @@ def picamera2_numpy(env: Env) -> list[Finding]:
     """apt's Picamera2 is built for the system's NumPy; another NumPy major first on the path breaks its import."""
     beside, major = env.picamera2_numpy, env.v("numpy")[:1]
     if env.has("picamera2") and beside and major and vtuple(beside)[:1] != major:
-        return [Finding("error", "picamera2-numpy", f"Picamera2 {env.versions['picamera2']} is built for NumPy {beside} "
-                                                    f"but NumPy {env.versions['numpy']} comes first (pip put it in the "
-                                                    f"venv): pip install 'numpy=={vtuple(beside)[0]}.*'")]
+        return [
+            Finding(
+                "error",
+                "picamera2-numpy",
+                f"Picamera2 {env.versions['picamera2']} is built for NumPy {beside} "
+                f"but NumPy {env.versions['numpy']} comes first (pip put it in the "
+                f"venv): pip install 'numpy=={vtuple(beside)[0]}.*'",
+            )
+        ]
     return []
 
 
 RULES: tuple[Callable[[Env], list[Finding]], ...] = (
-    python_supported, keras3_for_tfmot, tf_keras_matches_tf, tflite_runtime_on_new_python,
-    numpy2_with_tflite_runtime, no_interpreter, mediapipe_setup, picamera2_numpy)
+    python_supported,
+    keras3_for_tfmot,
+    tf_keras_matches_tf,
+    tflite_runtime_on_new_python,
+    numpy2_with_tflite_runtime,
+    no_interpreter,
+    mediapipe_setup,
+    picamera2_numpy,
+)
 
 
 def diagnose(env: Env) -> list[Finding]:
@@ -198,9 +275,13 @@ def diagnose(env: Env) -> list[Finding]:
 def report(env: Env) -> dict:
     """The --json document."""
     findings = diagnose(env)
-    return {"python": ".".join(map(str, env.python)), "packages": dict(env.versions),
-            "environment": dict(env.environ), "ok": not any(f.level == "error" for f in findings),
-            "findings": [{"level": f.level, "rule": f.rule, "message": f.message} for f in findings]}
+    return {
+        "python": ".".join(map(str, env.python)),
+        "packages": dict(env.versions),
+        "environment": dict(env.environ),
+        "ok": not any(f.level == "error" for f in findings),
+        "findings": [{"level": f.level, "rule": f.rule, "message": f.message} for f in findings],
+    }
 
 
 def format_text(doc: dict) -> str:

@@ -56,8 +56,14 @@ def _kill(procs: list[subprocess.Popen]) -> None:
         p.wait()
 
 
-def launch(workers: int, train_args: list[str], log_dir: Path, timeout: float = 300.0,
-           env: dict | None = None, worker_env: list[dict] | None = None) -> dict:
+def launch(
+    workers: int,
+    train_args: list[str],
+    log_dir: Path,
+    timeout: float = 300.0,
+    env: dict | None = None,
+    worker_env: list[dict] | None = None,
+) -> dict:
     """Start the workers, wait for all; kill all on the first failure or at the timeout."""
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -66,14 +72,24 @@ def launch(workers: int, train_args: list[str], log_dir: Path, timeout: float = 
     start = time.time()
     try:
         for i in range(workers):
-            penv = {**os.environ, **(env or {}), **((worker_env or [{}] * workers)[i]),
-                    "TF_CONFIG": tf_config(hosts, i)}
+            penv = {
+                **os.environ,
+                **(env or {}),
+                **((worker_env or [{}] * workers)[i]),
+                "TF_CONFIG": tf_config(hosts, i),
+            }
             log = log_dir / f"worker-{i}.log"
             logs.append(str(log))
             with open(log, "wb") as fh:
-                procs.append(subprocess.Popen([sys.executable, "-c", TRAIN, "train", "--strategy", "multi_worker",
-                                               *train_args], stdout=fh, stderr=subprocess.STDOUT, env=penv,
-                                              start_new_session=True))
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-c", TRAIN, "train", "--strategy", "multi_worker", *train_args],
+                        stdout=fh,
+                        stderr=subprocess.STDOUT,
+                        env=penv,
+                        start_new_session=True,
+                    )
+                )
         while any(p.poll() is None for p in procs):
             if any(p.poll() not in (None, 0) for p in procs):
                 break  # one failed: the others would wait for it forever
@@ -84,8 +100,14 @@ def launch(workers: int, train_args: list[str], log_dir: Path, timeout: float = 
         _kill(procs)  # no-op for workers that already exited
     codes = [p.returncode for p in procs]
     timed_out = time.time() - start > timeout and any(c != 0 for c in codes)
-    return {"workers": workers, "hosts": hosts, "seconds": round(time.time() - start, 2), "returncodes": codes,
-            "timed_out": timed_out, "logs": logs}
+    return {
+        "workers": workers,
+        "hosts": hosts,
+        "seconds": round(time.time() - start, 2),
+        "returncodes": codes,
+        "timed_out": timed_out,
+        "logs": logs,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

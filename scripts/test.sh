@@ -7,4 +7,7 @@ python3 -m pip install --quiet --disable-pip-version-check -e ".[train,dev]"
 # Optional pieces some tests use (browser for the HTML report, MediaPipe client): installed when possible,
 # the tests that need them skip with a reason otherwise.
 if [ -x scripts/install_test_extras.sh ]; then bash scripts/install_test_extras.sh || echo "note: optional test extras not installed"; fi
+# Formatting and lint first (ruff, configured in pyproject.toml): a style slip fails fast.
+python3 -m ruff format --check --quiet .
+python3 -m ruff check --quiet .
 python3 -m pytest -q -p no:cacheprovider "$@"

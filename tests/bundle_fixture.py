@@ -49,7 +49,7 @@ def _convert(model, int8: bool, calib: np.ndarray) -> bytes:
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if int8:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([calib[i:i + 1]] for i in range(len(calib)))
+        conv.representative_dataset = lambda: ([calib[i : i + 1]] for i in range(len(calib)))
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.uint8
         conv.inference_output_type = tf.uint8
@@ -73,7 +73,7 @@ def build_bundle(dest: Path, with_onnx: bool = True) -> Path:
     from edgetl._tf import keras, tf
     from edgetl.models.classifier import head_to_numpy
     from edgetl.runtime.atomic import sha256_file
-    from edgetl.runtime.image import load_rgb, preprocess, list_images
+    from edgetl.runtime.image import list_images, load_rgb, preprocess
 
     keras.utils.set_random_seed(1)
     dest.mkdir(parents=True)
@@ -87,7 +87,9 @@ def build_bundle(dest: Path, with_onnx: bool = True) -> Path:
     base = keras.Model(inp, h, name="base")
     base.trainable = False
     feats = keras.Input((8, 8, 16), name="features")
-    out = keras.layers.Dense(1, activation="sigmoid", name="predictions")(keras.layers.GlobalAveragePooling2D(name="pool")(feats))
+    out = keras.layers.Dense(1, activation="sigmoid", name="predictions")(
+        keras.layers.GlobalAveragePooling2D(name="pool")(feats)
+    )
     head = keras.Model(feats, out, name="head")
     image = keras.Input((SIZE, SIZE, 3), name="image")
     fused = keras.Model(image, head(base(image, training=False)))
@@ -95,8 +97,12 @@ def build_bundle(dest: Path, with_onnx: bool = True) -> Path:
     fused.fit(x, y, epochs=30, batch_size=24, verbose=0)
 
     models = {}
-    for name, model, int8, role in (("tflite-float32", fused, False, "fused"), ("tflite-int8", fused, True, "fused"),
-                                     ("base-tflite-float32", base, False, "base"), ("base-tflite-int8", base, True, "base")):
+    for name, model, int8, role in (
+        ("tflite-float32", fused, False, "fused"),
+        ("tflite-int8", fused, True, "fused"),
+        ("base-tflite-float32", base, False, "base"),
+        ("base-tflite-int8", base, True, "base"),
+    ):
         blob = _convert(model, int8, x)
         path = dest / f"{name.replace('-', '_')}.tflite"
         path.write_bytes(blob)
@@ -112,14 +118,27 @@ def build_bundle(dest: Path, with_onnx: bool = True) -> Path:
         entry.update(sha256=sha256_file(p), size_bytes=p.stat().st_size)
     head_to_numpy(head, CLASSES, "avg", "relu").save(dest / "head.npz")
     manifest = {
-        "format_version": 1, "edgetl_version": "0.1.0", "created": "2026-01-01T00:00:00Z",
+        "format_version": 1,
+        "edgetl_version": "0.1.0",
+        "created": "2026-01-01T00:00:00Z",
         "source_run": {"path": "tests", "config": {}},
         "classes": CLASSES,
-        "input": {"size": SIZE, "color": "RGB", "layout": "NHWC", "resize": "bilinear", "scale": SCALE, "offset": OFFSET},
+        "input": {
+            "size": SIZE,
+            "color": "RGB",
+            "layout": "NHWC",
+            "resize": "bilinear",
+            "scale": SCALE,
+            "offset": OFFSET,
+        },
         "base": {"name": "tiny_conv", "cut_layer": None, "feature_shape": [8, 8, 16]},
         "output": "sigmoid",
         "models": models,
-        "head": {"file": "head.npz", "sha256": sha256_file(dest / "head.npz"), "size_bytes": (dest / "head.npz").stat().st_size},
+        "head": {
+            "file": "head.npz",
+            "sha256": sha256_file(dest / "head.npz"),
+            "size_bytes": (dest / "head.npz").stat().st_size,
+        },
     }
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return dest

@@ -16,8 +16,14 @@ import pytest
 from PIL import Image
 
 COLOURS = {
-    "red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30),
-    "purple": (150, 40, 170), "cyan": (30, 210, 210), "black": (10, 10, 10), "white": (245, 245, 245),
+    "red": (220, 30, 30),
+    "green": (30, 200, 40),
+    "blue": (30, 40, 220),
+    "yellow": (230, 220, 30),
+    "purple": (150, 40, 170),
+    "cyan": (30, 210, 210),
+    "black": (10, 10, 10),
+    "white": (245, 245, 245),
 }
 
 
@@ -30,12 +36,13 @@ def make_image(colour: tuple[int, int, int], size: int, rng: np.random.Generator
         pixels[::4] *= 0.5
     elif pattern == 2:
         q = size // 4
-        pixels[q:3 * q, q:3 * q] = 255 - pixels[q:3 * q, q:3 * q]
+        pixels[q : 3 * q, q : 3 * q] = 255 - pixels[q : 3 * q, q : 3 * q]
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
 
 
-def write_class(folder: Path, name: str, count: int, size: int, rng: np.random.Generator, index: int,
-                fmt: str = "png") -> list[Path]:
+def write_class(
+    folder: Path, name: str, count: int, size: int, rng: np.random.Generator, index: int, fmt: str = "png"
+) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     colour = COLOURS.get(name, tuple(int(c) for c in rng.integers(0, 256, 3)))
     paths = []
@@ -46,8 +53,16 @@ def write_class(folder: Path, name: str, count: int, size: int, rng: np.random.G
     return paths
 
 
-def make_dataset(root: Path, classes=("red", "green"), per_class: int = 6, size: int = 48, layout: str = "flat",
-                 val_per_class: int = 2, fmt: str = "png", seed: int = 0) -> Path:
+def make_dataset(
+    root: Path,
+    classes=("red", "green"),
+    per_class: int = 6,
+    size: int = 48,
+    layout: str = "flat",
+    val_per_class: int = 2,
+    fmt: str = "png",
+    seed: int = 0,
+) -> Path:
     """Write a class-per-folder dataset under root/'data' and return that folder.
 
     layout "flat": data/<class>/ with per_class images; "split": data/train/<class>/ with
@@ -83,11 +98,20 @@ def tiny_config(tmp_path):
     from edgetl.train.config import build_config
 
     def factory(data, **overrides):
-        values = {"data": str(data), "weights": "none", "input_size": 32, "epochs": 2, "batch_size": 8,
-                  "out": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"), "seed": 1,
-                  # a randomly initialised MobileNetV2 squashes its deep features to ~1e-12; the first
-                  # conv block still separates colours, so tests cut there and use a high learning rate
-                  "cut_layer": "Conv1_relu", "learning_rate": 0.03}
+        values = {
+            "data": str(data),
+            "weights": "none",
+            "input_size": 32,
+            "epochs": 2,
+            "batch_size": 8,
+            "out": str(tmp_path / "run"),
+            "cache_dir": str(tmp_path / "cache"),
+            "seed": 1,
+            # a randomly initialised MobileNetV2 squashes its deep features to ~1e-12; the first
+            # conv block still separates colours, so tests cut there and use a high learning rate
+            "cut_layer": "Conv1_relu",
+            "learning_rate": 0.03,
+        }
         values.update(overrides)
         return build_config(values)
 

@@ -23,17 +23,26 @@ def _images(paths, size, scale, offset):
     return np.stack([preprocess(load_rgb(p, size), scale, offset) for p in paths])
 
 
-def make_run(root: Path, classes=("red", "green", "blue"), size: int = 32, per_class: int = 8,
-             val_per_class: int = 3, margin: float = 8.0, cut: str = CUT, version: str | None = None) -> Path:
+def make_run(
+    root: Path,
+    classes=("red", "green", "blue"),
+    size: int = 32,
+    per_class: int = 8,
+    val_per_class: int = 3,
+    margin: float = 8.0,
+    cut: str = CUT,
+    version: str | None = None,
+) -> Path:
     from edgetl import __version__
     from edgetl._tf import keras
     from edgetl.models.bases import get_base
-    from edgetl.train.config import build_config, dump_config
     from edgetl.models.classifier import build_classifier, output_kind
+    from edgetl.train.config import build_config, dump_config
 
     root = Path(root)
-    data = make_dataset(root, classes=classes, per_class=per_class, size=size + 8, layout="split",
-                        val_per_class=val_per_class)
+    data = make_dataset(
+        root, classes=classes, per_class=per_class, size=size + 8, layout="split", val_per_class=val_per_class
+    )
     config = build_config({"data": str(data), "weights": "none", "input_size": size, "cut_layer": cut, "dropout": 0.0})
     keras.utils.set_random_seed(0)
     fused, base, head = build_classifier(config, len(classes))
@@ -54,7 +63,7 @@ def make_run(root: Path, classes=("red", "green", "blue"), size: int = 32, per_c
         b = np.array([-alpha * (means[1] @ means[1] - means[0] @ means[0]) / 2])
     else:
         w = alpha * means.T
-        b = -alpha * np.sum(means ** 2, axis=1) / 2
+        b = -alpha * np.sum(means**2, axis=1) / 2
     head.get_layer("predictions").set_weights([w.astype(np.float32), b.astype(np.float32)])
     run = root / "run"
     run.mkdir(parents=True)
@@ -62,10 +71,18 @@ def make_run(root: Path, classes=("red", "green", "blue"), size: int = 32, per_c
     (run / "labels.txt").write_text("".join(f"{c}\n" for c in classes))
     (run / "config.yaml").write_text(dump_config(config))
     (run / "splits.json").write_text(json.dumps(splits))
-    info = {"edgetl_version": version or __version__, "base": config.base, "cut_layer": cut, "input_size": size,
-            "preprocessing": {"scale": spec.scale, "offset": spec.offset, "color": "RGB"},
-            "output": output_kind(len(classes))[0], "feature_shape": list(base.output.shape[1:]),
-            "classes": list(classes), "pooling": config.pooling, "dense_activation": config.dense_activation,
-            "weights": "none"}
+    info = {
+        "edgetl_version": version or __version__,
+        "base": config.base,
+        "cut_layer": cut,
+        "input_size": size,
+        "preprocessing": {"scale": spec.scale, "offset": spec.offset, "color": "RGB"},
+        "output": output_kind(len(classes))[0],
+        "feature_shape": list(base.output.shape[1:]),
+        "classes": list(classes),
+        "pooling": config.pooling,
+        "dense_activation": config.dense_activation,
+        "weights": "none",
+    }
     (run / "run.json").write_text(json.dumps(info))
     return run

@@ -8,7 +8,7 @@ import http.server
 import socketserver
 import threading
 import time
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 Respond = Callable[[int, http.server.BaseHTTPRequestHandler], None]
 
@@ -23,8 +23,9 @@ def send_video(handler: http.server.BaseHTTPRequestHandler, whole: bytes, upto: 
     handler.wfile.flush()
 
 
-def send_mjpeg(handler: http.server.BaseHTTPRequestHandler, jpegs: Sequence[bytes], fps: float,
-               sent: list[int]) -> None:
+def send_mjpeg(
+    handler: http.server.BaseHTTPRequestHandler, jpegs: Sequence[bytes], fps: float, sent: list[int]
+) -> None:
     """A live MJPEG stream (multipart/x-mixed-replace, as IP cameras serve it): the JPEGs at
     `fps` in real time; `sent[0]` is the number of frames sent so far. Ends when the client goes."""
     handler.send_response(200)

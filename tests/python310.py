@@ -14,9 +14,12 @@ def find_python310(imports: str = "") -> str | None:
     Looked for in order: $EDGETL_PY310, the venv scripts/install_test_extras.sh makes
     (~/.cache/edgetl/py310-venv), pyenv's 3.10 installs, python3.10 on PATH.
     """
-    candidates = [os.environ.get("EDGETL_PY310"), os.path.expanduser("~/.cache/edgetl/py310-venv/bin/python"),
-                  *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.10*/bin/python3.10"))),
-                  shutil.which("python3.10")]
+    candidates = [
+        os.environ.get("EDGETL_PY310"),
+        os.path.expanduser("~/.cache/edgetl/py310-venv/bin/python"),
+        *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.10*/bin/python3.10"))),
+        shutil.which("python3.10"),
+    ]
     probe = "import sys, venv; assert sys.version_info[:2] == (3, 10)" + (f"; import {imports}" if imports else "")
     for exe in filter(None, candidates):
         if not os.path.exists(exe):

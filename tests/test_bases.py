@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import make_dataset
 from edgetl.models.bases import BASES, build_base
 from edgetl.runtime.image import list_images
+
+from conftest import make_dataset
 
 
 def _size(spec) -> int:
@@ -33,8 +34,8 @@ def test_base_exports_to_int8_tflite_and_runs_in_the_runtime(name, tmp_path):
     from edgetl.export.quantize import QuantSpec, tflite_bytes
     from edgetl.export.representative import Calibration
     from edgetl.models.classifier import build_classifier
-    from edgetl.runtime.interpreter import open_model
     from edgetl.runtime.image import load_rgb, preprocess
+    from edgetl.runtime.interpreter import open_model
     from edgetl.train.config import build_config
 
     spec, size = BASES[name], _size(BASES[name])
@@ -93,8 +94,11 @@ def test_every_rung_of_the_int8_ladder_converts_on_bases_known_to_need_it(name, 
     built = []
 
     def build(rung_spec):
-        built.append(CONVERTERS["tflite-int8"].convert(fused, calibration, Job(rung_spec, size, job.classes),
-                                                       tmp_path / f"{len(built)}.tflite"))
+        built.append(
+            CONVERTERS["tflite-int8"].convert(
+                fused, calibration, Job(rung_spec, size, job.classes), tmp_path / f"{len(built)}.tflite"
+            )
+        )
         return built[-1]
 
     result = climb(TFLITE_LADDER, job.spec, calibration.available, build, lambda path: (False, 100.0))

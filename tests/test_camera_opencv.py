@@ -21,6 +21,7 @@ from edgetl.cli import main  # noqa: E402
 from edgetl.runtime import cameras, runner  # noqa: E402
 from edgetl.runtime.cameras import OpenCVCamera, open_camera  # noqa: E402
 from edgetl.runtime.frames import CameraError, Retry, ThreadedCamera, frames  # noqa: E402
+
 from http_stream import send_mjpeg, send_video, serve  # noqa: E402
 
 RED, BLUE = 5, 3  # frames of each colour in the clip, red first
@@ -76,7 +77,9 @@ def test_end_of_file_ends_the_frames_cleanly(clip):
     waits = []
     seen = [number for number, _ in frames(cam, retry=Retry(max_failures=3, first_wait=0.0), sleep=waits.append)]
     cam.close()
-    assert seen == list(range(1, RED + BLUE + 1)) and waits == []  # no retries: a file that ended is not a failing camera
+    assert (
+        seen == list(range(1, RED + BLUE + 1)) and waits == []
+    )  # no retries: a file that ended is not a failing camera
 
 
 def test_cli_camera_file_json_lines(bundle, clip):
@@ -124,14 +127,17 @@ def test_cli_video_file_played_to_the_end_exits_0(bundle, tmp_path):
     assert "summary: 2 frames" in res.stderr and "error" not in res.stderr and "warning" not in res.stderr
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("97", "no camera at index 97 (OpenCV could not open it)"),  # the real VideoCapture on a missing index
-    ("/dev/video97", "--camera '/dev/video97': no such device"),
-    ("abc", "--camera 'abc': no such file"),
-    ("{tmp}/missing.mp4", "--camera '{tmp}/missing.mp4': no such file"),
-    ("{tmp}", "is a folder"),
-    ("{tmp}/notes.avi", "cannot open camera '{tmp}/notes.avi' (OpenCV could not open it)"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("97", "no camera at index 97 (OpenCV could not open it)"),  # the real VideoCapture on a missing index
+        ("/dev/video97", "--camera '/dev/video97': no such device"),
+        ("abc", "--camera 'abc': no such file"),
+        ("{tmp}/missing.mp4", "--camera '{tmp}/missing.mp4': no such file"),
+        ("{tmp}", "is a folder"),
+        ("{tmp}/notes.avi", "cannot open camera '{tmp}/notes.avi' (OpenCV could not open it)"),
+    ],
+)
 def test_cli_bad_camera_specs_are_one_line(bundle, tmp_path, spec, message):
     (tmp_path / "notes.avi").write_text("not a video")
     spec, message = spec.format(tmp=tmp_path), message.format(tmp=tmp_path)
@@ -169,9 +175,11 @@ def test_opencv_stays_a_lazy_import():
     import subprocess
     import sys
 
-    code = ("import sys, edgetl.runtime.cameras as s, edgetl.runtime.runner, edgetl.cli.device_cmds\n"
-            "try:\n    s.open_camera('/dev/video97')\nexcept s.CameraError:\n    pass\n"
-            "print('cv2' in sys.modules)")
+    code = (
+        "import sys, edgetl.runtime.cameras as s, edgetl.runtime.runner, edgetl.cli.device_cmds\n"
+        "try:\n    s.open_camera('/dev/video97')\nexcept s.CameraError:\n    pass\n"
+        "print('cv2' in sys.modules)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "False"
@@ -211,8 +219,14 @@ def run_flaky_stream(bundle, url) -> tuple[list[str], str]:
     cam = open_camera(url)
     assert isinstance(cam, ThreadedCamera) and cam.source.is_stream and not cam.source.is_file
     with pytest.raises(CameraError, match="delivered no frame 3 times in a row"):
-        runner.run_camera(runner.open_predictor(bundle, "tflite-int8"), cam, out, err, as_json=True,
-                          retry=Retry(max_failures=3, first_wait=0.0))
+        runner.run_camera(
+            runner.open_predictor(bundle, "tflite-int8"),
+            cam,
+            out,
+            err,
+            as_json=True,
+            retry=Retry(max_failures=3, first_wait=0.0),
+        )
     return [row["label"] for row in json_lines(out.getvalue())], err.getvalue()
 
 
@@ -231,8 +245,12 @@ def test_a_dropped_stream_is_reopened_and_frames_go_on(bundle, tmp_path):
     assert len(connections) == 4  # the drop, the reopen that worked, two refused reopens
     # the drop (the counter restarts once the reopened stream delivers), the end of the blue clip, two failed reopens
     failures = [line.split("failed (", 1)[1] for line in err.splitlines() if line.startswith("warning:")]
-    assert failures == ["1 in a row): OpenCV returned no frame", "1 in a row): OpenCV returned no frame",
-                        "2 in a row): reopening it failed", "3 in a row): reopening it failed"], err
+    assert failures == [
+        "1 in a row): OpenCV returned no frame",
+        "1 in a row): OpenCV returned no frame",
+        "2 in a row): reopening it failed",
+        "3 in a row): reopening it failed",
+    ], err
 
 
 def test_a_stalled_stream_times_out_and_is_reopened(bundle, tmp_path, monkeypatch, capfd):
@@ -298,9 +316,21 @@ def test_ctrl_c_stops_a_live_stream_cleanly(bundle):
 
     jpegs = [numbered_jpeg(i % 256) for i in range(750)]  # 30 s at 25 fps
     with serve(lambda n, handler: send_mjpeg(handler, jpegs, 25, [0])) as url:
-        proc = subprocess.Popen([sys.executable, "-c", "from edgetl.cli import main; main()", "run", str(bundle),
-                                 "--camera", url.replace("live.avi", "cam.mjpg"), "--json"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from edgetl.cli import main; main()",
+                "run",
+                str(bundle),
+                "--camera",
+                url.replace("live.avi", "cam.mjpg"),
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             ready, _, _ = select.select([proc.stdout], [], [], 60)
             assert ready, "no frame classified within 60 s"

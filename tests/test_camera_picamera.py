@@ -24,7 +24,7 @@ BGR = {"red": (0, 0, 255), "blue": (255, 0, 0)}  # Picamera2's "RGB888": B, G, R
 
 class FakePicamera2:
     cameras = 1
-    instances: list["FakePicamera2"] = []
+    instances: list[FakePicamera2] = []
 
     def __init__(self, camera_num=0):
         if camera_num >= self.cameras:
@@ -93,7 +93,10 @@ def test_missing_picamera2_camera_is_one_line(bundle, picamera2, monkeypatch):
     monkeypatch.setattr(cameras, "_has", lambda name: name == "picamera2")
     res = cli("run", bundle, "--camera", "1")
     assert res.exit_code == 2, res.output
-    assert res.stderr.strip().splitlines()[-1] == "error: no Picamera2 camera 1; list them with `rpicam-hello --list-cameras`"
+    assert (
+        res.stderr.strip().splitlines()[-1]
+        == "error: no Picamera2 camera 1; list them with `rpicam-hello --list-cameras`"
+    )
     assert "Traceback" not in res.output and picamera2.instances == []
 
 
@@ -104,8 +107,9 @@ def test_picamera_that_fails_to_start_is_closed_and_one_line(bundle, picamera2, 
     monkeypatch.setattr(picamera2, "start", busy)
     res = cli("run", bundle, "--camera", "picamera")
     assert res.exit_code == 2, res.output
-    assert res.stderr.strip().splitlines()[-1] == ("error: cannot start Picamera2 camera 0: "
-                                                   "Failed to acquire camera: Device or resource busy")
+    assert res.stderr.strip().splitlines()[-1] == (
+        "error: cannot start Picamera2 camera 0: Failed to acquire camera: Device or resource busy"
+    )
     (cam,) = picamera2.instances
     assert cam.closed  # the camera is handed back, so a retry (or systemd's restart) can get it
 
@@ -136,9 +140,17 @@ def test_a_stalled_picamera_ends_the_run_instead_of_freezing_it(bundle, picamera
     out, err = io.StringIO(), io.StringIO()
     start = time.monotonic()
     try:
-        with pytest.raises(frames.CameraError, match=r"picamera 0 delivered no frame 2 times in a row \(no frame within 0.3 s"):
-            runner.run_camera(runner.open_predictor(bundle), cam, out, err, as_json=True,
-                              retry=frames.Retry(max_failures=2, first_wait=0.0))
+        with pytest.raises(
+            frames.CameraError, match=r"picamera 0 delivered no frame 2 times in a row \(no frame within 0.3 s"
+        ):
+            runner.run_camera(
+                runner.open_predictor(bundle),
+                cam,
+                out,
+                err,
+                as_json=True,
+                retry=frames.Retry(max_failures=2, first_wait=0.0),
+            )
         seconds = time.monotonic() - start
     finally:
         released.set()
@@ -152,8 +164,7 @@ def apt_site(tmp_path, numpy_version, error, module="picamera2"):
     (if numpy_version) the system NumPy's egg-info beside it, as Debian installs it."""
     site = tmp_path / "dist-packages"
     (site / module).mkdir(parents=True)
-    (site / module / "__init__.py").write_text(
-        f"open({str(tmp_path / 'imported')!r}, 'w').close()\nraise {error}\n")
+    (site / module / "__init__.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\nraise {error}\n")
     if numpy_version:
         info = site / f"numpy-{numpy_version}.egg-info"
         info.mkdir()
@@ -169,8 +180,10 @@ def test_picamera2_built_for_another_numpy_is_one_line_with_the_fix(bundle, tmp_
     res = cli("run", bundle, "--camera", "picamera")
     assert res.exit_code == 2, res.output
     line = res.stderr.strip().splitlines()[-1]
-    assert line.startswith(f"error: Picamera2 in {tmp_path / 'dist-packages'} is built for NumPy {system}, "
-                           f"but NumPy {np.__version__} is loaded"), line
+    assert line.startswith(
+        f"error: Picamera2 in {tmp_path / 'dist-packages'} is built for NumPy {system}, "
+        f"but NumPy {np.__version__} is loaded"
+    ), line
     assert f"pip install 'numpy=={system[0]}.*'" in line and "Traceback" not in res.output
     assert not (tmp_path / "imported").exists()  # never imported
 
@@ -182,20 +195,24 @@ def test_picamera2_that_fails_to_import_is_one_line(bundle, tmp_path, monkeypatc
     assert res.exit_code == 2, res.output
     assert res.stderr.strip().splitlines()[-1] == (
         "error: cannot import Picamera2 (numpy.dtype size changed, may indicate binary incompatibility. "
-        "Expected 96 from C header); check it works with `python3 -c 'import picamera2'`")
+        "Expected 96 from C header); check it works with `python3 -c 'import picamera2'`"
+    )
     assert (tmp_path / "imported").exists() and "Traceback" not in res.output
 
 
 def test_apt_opencv_built_for_another_numpy_is_one_line(bundle, tmp_path, monkeypatch):
     """JetPack's and Raspberry Pi OS's OpenCV (python3-opencv) is built for the system NumPy too."""
     system = "1.21.5" if np.__version__.startswith("2") else "2.2.4"
-    monkeypatch.syspath_prepend(str(apt_site(tmp_path, system, "ImportError('numpy.core.multiarray failed to import')",
-                                             module="cv2")))
+    monkeypatch.syspath_prepend(
+        str(apt_site(tmp_path, system, "ImportError('numpy.core.multiarray failed to import')", module="cv2"))
+    )
     monkeypatch.delitem(sys.modules, "cv2", raising=False)  # the real one, imported by other tests
     res = cli("run", bundle, "--camera", "0")
     assert res.exit_code == 2, res.output
     line = res.stderr.strip().splitlines()[-1]
-    assert line == (f"error: OpenCV in {tmp_path / 'dist-packages'} is built for NumPy {system}, but NumPy "
-                    f"{np.__version__} is loaded (pip put it in the venv): run `pip install 'numpy=={system[0]}.*'` "
-                    "in the venv"), line
+    assert line == (
+        f"error: OpenCV in {tmp_path / 'dist-packages'} is built for NumPy {system}, but NumPy "
+        f"{np.__version__} is loaded (pip put it in the venv): run `pip install 'numpy=={system[0]}.*'` "
+        "in the venv"
+    ), line
     assert not (tmp_path / "imported").exists()

@@ -17,19 +17,20 @@ import struct
 import subprocess
 import sys
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from edgetl.cli import main
+
 from bundle_fixture import cached_bundle, colour_image
 from bundle_fixture import make_dataset as make_bundle_data
 from conftest import make_dataset
-from edgetl.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,8 +55,12 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 def bomb_png(path: Path) -> Path:
     """A valid PNG header claiming 50000 x 50000 pixels (2.5 gigapixels) over a few bytes of data."""
     ihdr = struct.pack(">IIBBBBB", 50000, 50000, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + _png_chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + _png_chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -129,6 +134,7 @@ class Ctx:
             for entry in doc["models"].values():
                 if entry["file"] == name:
                     entry["sha256"] = sha256_file(self.bundle() / name)
+
         return self.manifest(change)
 
     def image(self, name: str) -> Path:
@@ -142,9 +148,9 @@ class Ctx:
 
     def run_folder(self) -> Path:
         """A real run folder (tests/export_fixtures.py) with run.json's sha256 "files" map."""
-        from export_fixtures import make_run
-
         from edgetl.train.run_folder import file_digests
+
+        from export_fixtures import make_run
 
         run = make_run(self.tmp / "r", classes=("red", "green"), per_class=3, val_per_class=1)
         info = json.loads((run / "run.json").read_text())
@@ -161,12 +167,33 @@ class Ctx:
         return path
 
 
-TRAIN = ["--weights", "none", "--input-size", "32", "--cut-layer", "Conv1_relu", "--epochs", "1", "--batch-size", "8",
-         "--learning-rate", "0.03"]
+TRAIN = [
+    "--weights",
+    "none",
+    "--input-size",
+    "32",
+    "--cut-layer",
+    "Conv1_relu",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "8",
+    "--learning-rate",
+    "0.03",
+]
 
 
 def train_args(ctx: Ctx, data: Path) -> list[str]:
-    return ["train", "--data", str(data), *TRAIN, "--out", str(ctx.tmp / "out run"), "--cache-dir", str(ctx.tmp / "cache")]
+    return [
+        "train",
+        "--data",
+        str(data),
+        *TRAIN,
+        "--out",
+        str(ctx.tmp / "out run"),
+        "--cache-dir",
+        str(ctx.tmp / "cache"),
+    ]
 
 
 def train_with_every_bad_file(ctx: Ctx) -> list[str]:
@@ -249,7 +276,11 @@ def _chmod000(c: Ctx) -> list:
 
 
 def _symlinked_bad_manifest(c: Ctx) -> list:
-    return ["run", c.manifest(lambda d: d["models"]["tflite-int8"].update(file="../../etc/passwd")), c.image("rgba.png")]
+    return [
+        "run",
+        c.manifest(lambda d: d["models"]["tflite-int8"].update(file="../../etc/passwd")),
+        c.image("rgba.png"),
+    ]
 
 
 CASES = [
@@ -270,82 +301,236 @@ CASES = [
     _image_case("exif.jpg", 0, "exif.jpg  red"),
     _image_case("one_pixel.png", 0, "one_pixel.png  red"),
     _image_case("animated.gif", 0, "animated.gif  red"),
-    Case("run-folder-named-x.jpg", "run", lambda c: ["run", c.bundle(), _mkdir(c.tmp / "x.jpg")], 1,
-         ("error: ", "x.jpg: a folder with no image files")),
+    Case(
+        "run-folder-named-x.jpg",
+        "run",
+        lambda c: ["run", c.bundle(), _mkdir(c.tmp / "x.jpg")],
+        1,
+        ("error: ", "x.jpg: a folder with no image files"),
+    ),
     Case("run-unicode-space-path", "run", _unicode_image, 0, ("ça va.png  red",)),
     Case("run-unreadable-chmod-000", "run", _chmod000, 1, ("Permission denied",), root_skips=True),
     # ---- bundles
     Case("run-manifest-outside-bundle", "run", _symlinked_bad_manifest, 2, ("error: ", "points outside the bundle")),
-    Case("run-newer-bundle-format", "run", lambda c: ["run", c.manifest(lambda d: d.update(format_version=99)),
-                                                      c.image("rgba.png")], 2, ("error: bundle format 99 is newer",)),
-    Case("run-tampered-model", "run", lambda c: ["run", c.bundle(), c.image("rgba.png"), "--format", "tflite-float32"]
-         if _write(c.bundle() / "tflite_float32.tflite", b"x" + (c.bundle() / "tflite_float32.tflite").read_bytes()[1:])
-         else [], 2, ("error: bundle file tflite_float32.tflite does not match its sha256",)),
-    Case("run-truncated-tflite", "run", lambda c: (_truncate(c.bundle() / "tflite_float32.tflite"),
-                                                   c.rehash("tflite_float32.tflite"),
-                                                   ["run", c.bundle(), c.image("rgba.png"), "--format", "tflite-float32"])[-1],
-         2, ("error: tflite_float32.tflite: cannot load TFLite model",)),
-    Case("run-onnx-not-onnx", "run", lambda c: (_write(c.bundle() / "model.onnx", b"this is not a protobuf"),
-                                                c.rehash("model.onnx"),
-                                                ["run", c.bundle(), c.image("rgba.png"), "--format", "onnx"])[-1],
-         2, ("error: model.onnx: cannot load ONNX model",)),
-    Case("run-no-manifest", "run", lambda c: ["run", _mkdir(c.tmp / "not_a_bundle"), c.image("rgba.png")], 2,
-         ("error: ", "has no manifest.json",)),
-    Case("labels-truncated-tflite", "labels", lambda c: ["labels", _write(c.tmp / "m.tflite", b"TFL3" + b"\0" * 40)],
-         2, ("error: ", "has no embedded labels")),
-    Case("labels-onnx-not-onnx", "labels", lambda c: ["labels", _write(c.tmp / "m.onnx", b"not onnx at all")], 2,
-         ("error: cannot read", "as ONNX")),
+    Case(
+        "run-newer-bundle-format",
+        "run",
+        lambda c: ["run", c.manifest(lambda d: d.update(format_version=99)), c.image("rgba.png")],
+        2,
+        ("error: bundle format 99 is newer",),
+    ),
+    Case(
+        "run-tampered-model",
+        "run",
+        lambda c: (
+            ["run", c.bundle(), c.image("rgba.png"), "--format", "tflite-float32"]
+            if _write(
+                c.bundle() / "tflite_float32.tflite", b"x" + (c.bundle() / "tflite_float32.tflite").read_bytes()[1:]
+            )
+            else []
+        ),
+        2,
+        ("error: bundle file tflite_float32.tflite does not match its sha256",),
+    ),
+    Case(
+        "run-truncated-tflite",
+        "run",
+        lambda c: (
+            _truncate(c.bundle() / "tflite_float32.tflite"),
+            c.rehash("tflite_float32.tflite"),
+            ["run", c.bundle(), c.image("rgba.png"), "--format", "tflite-float32"],
+        )[-1],
+        2,
+        ("error: tflite_float32.tflite: cannot load TFLite model",),
+    ),
+    Case(
+        "run-onnx-not-onnx",
+        "run",
+        lambda c: (
+            _write(c.bundle() / "model.onnx", b"this is not a protobuf"),
+            c.rehash("model.onnx"),
+            ["run", c.bundle(), c.image("rgba.png"), "--format", "onnx"],
+        )[-1],
+        2,
+        ("error: model.onnx: cannot load ONNX model",),
+    ),
+    Case(
+        "run-no-manifest",
+        "run",
+        lambda c: ["run", _mkdir(c.tmp / "not_a_bundle"), c.image("rgba.png")],
+        2,
+        (
+            "error: ",
+            "has no manifest.json",
+        ),
+    ),
+    Case(
+        "labels-truncated-tflite",
+        "labels",
+        lambda c: ["labels", _write(c.tmp / "m.tflite", b"TFL3" + b"\0" * 40)],
+        2,
+        ("error: ", "has no embedded labels"),
+    ),
+    Case(
+        "labels-onnx-not-onnx",
+        "labels",
+        lambda c: ["labels", _write(c.tmp / "m.onnx", b"not onnx at all")],
+        2,
+        ("error: cannot read", "as ONNX"),
+    ),
     # ---- train
-    Case("train-every-bad-file-skipped", "train", train_with_every_bad_file, 0,
-         tuple(f"/red/{name}: " for name in BAD_FILES) + ("skipped ", "run folder: "),
-         absent=(".DS_Store", "x.jpg")),
-    Case("train-class-with-only-hidden-files", "train", class_with_only_hidden_files, 2,
-         ("error: class folder(s) with no images", "blue")),
+    Case(
+        "train-every-bad-file-skipped",
+        "train",
+        train_with_every_bad_file,
+        0,
+        tuple(f"/red/{name}: " for name in BAD_FILES) + ("skipped ", "run folder: "),
+        absent=(".DS_Store", "x.jpg"),
+    ),
+    Case(
+        "train-class-with-only-hidden-files",
+        "train",
+        class_with_only_hidden_files,
+        2,
+        ("error: class folder(s) with no images", "blue"),
+    ),
     Case("train-empty-class-folder", "train", empty_class, 2, ("error: class folder(s) with no images", "blue")),
-    Case("train-one-class", "train", lambda c: train_args(c, c.dataset(classes=("red",))), 2,
-         ("error: ", "has a single class (red)",)),
+    Case(
+        "train-one-class",
+        "train",
+        lambda c: train_args(c, c.dataset(classes=("red",))),
+        2,
+        (
+            "error: ",
+            "has a single class (red)",
+        ),
+    ),
     Case("train-missing-data", "train", lambda c: train_args(c, c.tmp / "nope"), 2, ("error: data folder not found",)),
-    Case("train-config-unknown-key", "train", lambda c: ["train", "--config", c.config("epochz: 3\n")], 2,
-         ("error: unknown config key 'epochz'", "epochs")),
-    Case("train-config-wrong-type", "train", lambda c: ["train", "--config", c.config("epochs: many\n")], 2,
-         ("error: config key 'epochs' must be an integer",)),
-    Case("train-config-python-tag", "train",
-         lambda c: ["train", "--config", c.config(f"base: !!python/object/apply:os.system ['touch {c.tmp}/pwned']\n")],
-         2, ("error: config file", "is not valid YAML: could not determine a constructor"), never_created="pwned"),
-    Case("train-config-not-a-mapping", "train", lambda c: ["train", "--config", c.config("- a\n- b\n")], 2,
-         ("error: ", "must hold a mapping")),
+    Case(
+        "train-config-unknown-key",
+        "train",
+        lambda c: ["train", "--config", c.config("epochz: 3\n")],
+        2,
+        ("error: unknown config key 'epochz'", "epochs"),
+    ),
+    Case(
+        "train-config-wrong-type",
+        "train",
+        lambda c: ["train", "--config", c.config("epochs: many\n")],
+        2,
+        ("error: config key 'epochs' must be an integer",),
+    ),
+    Case(
+        "train-config-python-tag",
+        "train",
+        lambda c: ["train", "--config", c.config(f"base: !!python/object/apply:os.system ['touch {c.tmp}/pwned']\n")],
+        2,
+        ("error: config file", "is not valid YAML: could not determine a constructor"),
+        never_created="pwned",
+    ),
+    Case(
+        "train-config-not-a-mapping",
+        "train",
+        lambda c: ["train", "--config", c.config("- a\n- b\n")],
+        2,
+        ("error: ", "must hold a mapping"),
+    ),
     # ---- export
-    Case("export-tampered-model", "export", lambda c: ["export", _tamper(c.run_folder(), "model.keras"), "--out",
-                                                       c.tmp / "b"], 2,
-         ("error: run folder file model.keras does not match its sha256 in run.json",)),
-    Case("export-edited-labels", "export", lambda c: ["export", _tamper(c.run_folder(), "labels.txt"), "--out",
-                                                      c.tmp / "b"], 2,
-         ("error: run folder file labels.txt does not match its sha256 in run.json",)),
-    Case("export-incomplete-run", "export", lambda c: ["export", _unlink(c.run_folder(), "run.json")], 2,
-         ("error: run folder", "is incomplete (missing run.json)")),
-    Case("export-newer-run", "export", lambda c: ["export", _run_json(c.run_folder(), edgetl_version="9.0.0")], 2,
-         ("error: run folder", "was written by edgetl 9.0.0")),
+    Case(
+        "export-tampered-model",
+        "export",
+        lambda c: ["export", _tamper(c.run_folder(), "model.keras"), "--out", c.tmp / "b"],
+        2,
+        ("error: run folder file model.keras does not match its sha256 in run.json",),
+    ),
+    Case(
+        "export-edited-labels",
+        "export",
+        lambda c: ["export", _tamper(c.run_folder(), "labels.txt"), "--out", c.tmp / "b"],
+        2,
+        ("error: run folder file labels.txt does not match its sha256 in run.json",),
+    ),
+    Case(
+        "export-incomplete-run",
+        "export",
+        lambda c: ["export", _unlink(c.run_folder(), "run.json")],
+        2,
+        ("error: run folder", "is incomplete (missing run.json)"),
+    ),
+    Case(
+        "export-newer-run",
+        "export",
+        lambda c: ["export", _run_json(c.run_folder(), edgetl_version="9.0.0")],
+        2,
+        ("error: run folder", "was written by edgetl 9.0.0"),
+    ),
     Case("export-not-a-run", "export", lambda c: ["export", c.tmp / "missing"], 2, ("error: run folder not found",)),
     # ---- validate
-    Case("validate-bad-images-skipped", "validate",
-         lambda c: ["validate", c.bundle(), "--data", update_head_data(c), "--max-drop", "100",
-                    "--formats", "tflite-float32"], 0,
-         ("warning: 5 image(s) could not be decoded and were skipped", "skipped ", "/red/corrupt.jpg: ",
-          "/red/fifo.jpg: not a regular file", "/red/bomb.png: ")),
-    Case("validate-tampered-bundle", "validate",
-         lambda c: ["validate", c.bundle() if _write(c.bundle() / "tflite_int8.tflite", b"\0") else None,
-                    "--data", update_head_data(c, bad=False)], 2, ("error: ", "does not match its sha256")),
+    Case(
+        "validate-bad-images-skipped",
+        "validate",
+        lambda c: [
+            "validate",
+            c.bundle(),
+            "--data",
+            update_head_data(c),
+            "--max-drop",
+            "100",
+            "--formats",
+            "tflite-float32",
+        ],
+        0,
+        (
+            "warning: 5 image(s) could not be decoded and were skipped",
+            "skipped ",
+            "/red/corrupt.jpg: ",
+            "/red/fifo.jpg: not a regular file",
+            "/red/bomb.png: ",
+        ),
+    ),
+    Case(
+        "validate-tampered-bundle",
+        "validate",
+        lambda c: [
+            "validate",
+            c.bundle() if _write(c.bundle() / "tflite_int8.tflite", b"\0") else None,
+            "--data",
+            update_head_data(c, bad=False),
+        ],
+        2,
+        ("error: ", "does not match its sha256"),
+    ),
     # ---- update-head
-    Case("update-head-bad-images-reported", "update-head",
-         lambda c: ["update-head", c.bundle(), "--data", update_head_data(c), "--epochs", "5", "--force"], 0,
-         ("error: ", "corrupt.jpg", "empty.jpg", "notes.jpg", "fifo.jpg: cannot read (not a regular file)", "bomb.png",
-          "5 failed", "swapped in device head")),
-    Case("update-head-empty-class", "update-head",
-         lambda c: ["update-head", c.bundle(), "--data", _mkdir(update_head_data(c, bad=False) / "green")
-                    .parent], 2, ("error: class folder(s) with no images", "green")),
-    Case("update-head-unknown-class", "update-head",
-         lambda c: ["update-head", c.bundle(), "--data", _with_green(update_head_data(c, bad=False))], 2,
-         ("error: ", "classes the head does not know: green", "--allow-new-classes")),
+    Case(
+        "update-head-bad-images-reported",
+        "update-head",
+        lambda c: ["update-head", c.bundle(), "--data", update_head_data(c), "--epochs", "5", "--force"],
+        0,
+        (
+            "error: ",
+            "corrupt.jpg",
+            "empty.jpg",
+            "notes.jpg",
+            "fifo.jpg: cannot read (not a regular file)",
+            "bomb.png",
+            "5 failed",
+            "swapped in device head",
+        ),
+    ),
+    Case(
+        "update-head-empty-class",
+        "update-head",
+        lambda c: ["update-head", c.bundle(), "--data", _mkdir(update_head_data(c, bad=False) / "green").parent],
+        2,
+        ("error: class folder(s) with no images", "green"),
+    ),
+    Case(
+        "update-head-unknown-class",
+        "update-head",
+        lambda c: ["update-head", c.bundle(), "--data", _with_green(update_head_data(c, bad=False))],
+        2,
+        ("error: ", "classes the head does not know: green", "--allow-new-classes"),
+    ),
 ]
 
 
@@ -402,7 +587,12 @@ def test_debug_shows_the_traceback(tmp_path_factory, tmp_path):
     red().save(image)
     cmd = [sys.executable, "-c", "from edgetl.cli import main; main()"]
     plain = subprocess.run([*cmd, "run", str(bundle), str(image)], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert plain.returncode == 2 and "Traceback" not in plain.stderr and plain.stderr.startswith("error: bundle format 99")
-    debug = subprocess.run([*cmd, "--debug", "run", str(bundle), str(image)], cwd=ROOT, capture_output=True, text=True,
-                           timeout=60)
-    assert debug.returncode != 0 and "Traceback (most recent call last)" in debug.stderr and "BundleError" in debug.stderr
+    assert (
+        plain.returncode == 2 and "Traceback" not in plain.stderr and plain.stderr.startswith("error: bundle format 99")
+    )
+    debug = subprocess.run(
+        [*cmd, "--debug", "run", str(bundle), str(image)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert (
+        debug.returncode != 0 and "Traceback (most recent call last)" in debug.stderr and "BundleError" in debug.stderr
+    )

@@ -13,10 +13,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from bundle_fixture import make_dataset
 from edgetl import __version__
 from edgetl.cli import main
 from edgetl.cli.common import EXIT_CODES, INTERNAL_ERROR
+
+from bundle_fixture import make_dataset
 from report_fixtures import make_run as make_report_run
 
 
@@ -24,14 +25,30 @@ def _leaves(group: click.Group, prefix: str = "") -> dict[str, click.Command]:
     """Every command to run, by what one types after `edgetl` ("weights list" for a group's subcommand)."""
     out = {}
     for name, command in group.commands.items():
-        out.update(_leaves(command, f"{prefix}{name} ") if isinstance(command, click.Group) else {prefix + name: command})
+        out.update(
+            _leaves(command, f"{prefix}{name} ") if isinstance(command, click.Group) else {prefix + name: command}
+        )
     return out
 
 
 LEAVES = _leaves(main)
 COMMANDS = sorted(LEAVES)
-JSON_COMMANDS = {"train", "export", "validate", "run", "update-head", "rollback-head", "bench", "doctor", "layers",
-                 "classify", "features", "labels", "report", "weights list"}
+JSON_COMMANDS = {
+    "train",
+    "export",
+    "validate",
+    "run",
+    "update-head",
+    "rollback-head",
+    "bench",
+    "doctor",
+    "layers",
+    "classify",
+    "features",
+    "labels",
+    "report",
+    "weights list",
+}
 THREAD_COMMANDS = {"run", "update-head", "bench"}
 DATA_COMMANDS = {"train", "features", "validate", "update-head", "bench"}
 SEED_COMMANDS = {"train", "export", "update-head"}
@@ -158,7 +175,10 @@ def test_report_json_and_no_report(bundle, data, tmp_path):
     run = make_report_run(tmp_path / "run")
     res = cli("report", run, "-o", tmp_path / "r", "--json")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout) == {"html": str(tmp_path / "r" / "report.html"), "md": str(tmp_path / "r" / "report.md")}
+    assert json.loads(res.stdout) == {
+        "html": str(tmp_path / "r" / "report.html"),
+        "md": str(tmp_path / "r" / "report.md"),
+    }
 
     res = cli("validate", bundle, "--data", data, "--format", "tflite-int8", "--no-report")
     assert res.exit_code == 0, res.output
@@ -200,8 +220,9 @@ def test_internal_error_is_one_line_unless_debug(bundle, data, monkeypatch):
     monkeypatch.setattr(runner, "open_predictor", bug)
     res = cli("run", bundle, data)
     assert res.exit_code == INTERNAL_ERROR == 70
-    assert res.output == ("error: internal error: RuntimeError: boom in a second line "
-                          "(run with --debug for the traceback)\n")
+    assert res.output == (
+        "error: internal error: RuntimeError: boom in a second line (run with --debug for the traceback)\n"
+    )
     debug = cli("--debug", "run", bundle, data)
     assert isinstance(debug.exception, RuntimeError) and debug.exit_code == 1
     env = cli("run", bundle, data, env={"EDGETL_DEBUG": "1"})
@@ -213,6 +234,7 @@ def test_missing_workstation_module_says_what_to_install(bundle, data, monkeypat
     from edgetl.runtime import runner
 
     for name, code in (("tensorflow", 2), ("tf2onnx.convert", 2), ("not_ours", INTERNAL_ERROR)):
+
         def missing(*args, _name=name, **kwargs):
             raise ModuleNotFoundError(f"No module named '{_name}'", name=_name)
 
@@ -229,12 +251,18 @@ def test_train_without_tensorflow_is_one_line_and_writes_nothing(tmp_path):
     import sys
 
     data = make_dataset(tmp_path / "data", {"blue": 3, "red": 3})
-    code = ("import sys; sys.modules['tensorflow'] = None  # as on a device install\n"
-            "from edgetl.cli import main\n"
-            f"main(['train', '--data', {str(data)!r}, '--out', {str(tmp_path / 'run')!r}, '--weights', 'none'])")
+    code = (
+        "import sys; sys.modules['tensorflow'] = None  # as on a device install\n"
+        "from edgetl.cli import main\n"
+        f"main(['train', '--data', {str(data)!r}, '--out', {str(tmp_path / 'run')!r}, '--weights', 'none'])"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith("error: `edgetl train` runs on the workstation and needs tensorflow")
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: `edgetl train` runs on the workstation and needs tensorflow")
+    )
     assert "Traceback" not in done.stderr and not (tmp_path / "run").exists()
 
 
@@ -249,8 +277,9 @@ def test_report_failure_keeps_the_result_and_exit_code(bundle, data, monkeypatch
     assert res.exit_code == 0
     assert json.loads(res.stdout)["passed"] is True and (bundle / "validation.json").is_file()
     warnings = [line for line in res.stderr.splitlines() if line.startswith("warning: report")]
-    assert warnings == [f"warning: report not written (ValueError: matplotlib exploded); "
-                        f"retry with `edgetl report {bundle}`"]
+    assert warnings == [
+        f"warning: report not written (ValueError: matplotlib exploded); retry with `edgetl report {bundle}`"
+    ]
     res = cli("validate", bundle, "--data", data, "--format", "tflite-int8", "--max-drop", "-1")
     assert res.exit_code == 3 and "warning: report not written" in res.stderr
 
@@ -261,11 +290,34 @@ def test_train_json_and_report(tmp_path):
 
     images = make_train_data(tmp_path, classes=("red", "green"), per_class=5, size=40)
     out = tmp_path / "run"
-    res = cli("train", "--data", images, "--weights", "none", "--input-size", "32", "--cut-layer", "Conv1_relu",
-              "--epochs", "2", "--batch-size", "8", "--no-augment", "-o", out, "--cache-dir", tmp_path / "cache", "--json")
+    res = cli(
+        "train",
+        "--data",
+        images,
+        "--weights",
+        "none",
+        "--input-size",
+        "32",
+        "--cut-layer",
+        "Conv1_relu",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--no-augment",
+        "-o",
+        out,
+        "--cache-dir",
+        tmp_path / "cache",
+        "--json",
+    )
     assert res.exit_code == 0, res.output[-2000:]
     doc = json.loads(res.stdout)
-    assert doc == {**json.loads((out / "metrics.json").read_text()), "run": str(out), "report": str(out / "report.html")}
+    assert doc == {
+        **json.loads((out / "metrics.json").read_text()),
+        "run": str(out),
+        "report": str(out / "report.html"),
+    }
     assert "epoch 2" in res.stderr and (out / "report.html").is_file() and (out / "report.md").is_file()
     assert (out / "run.json").is_file()
 
@@ -274,15 +326,29 @@ def test_export_gate_failure_still_reports_and_archives(tmp_path, monkeypatch):
     import dataclasses
 
     from edgetl.export import converters
+
     from export_fixtures import make_run
 
     # no fallback ladder: with --max-drop -1 every rung would fail; one conversion is enough here
-    monkeypatch.setitem(converters.CONVERTERS, "tflite-int8",
-                        dataclasses.replace(converters.CONVERTERS["tflite-int8"], ladder=None))
+    monkeypatch.setitem(
+        converters.CONVERTERS, "tflite-int8", dataclasses.replace(converters.CONVERTERS["tflite-int8"], ladder=None)
+    )
     run = make_run(tmp_path, classes=("red", "blue"), per_class=6, val_per_class=2)
     out = tmp_path / "bundle"
-    res = cli("export", run, "--int8", "--no-split", "--calibration", "8", "--max-drop", "-1", "--archive",
-              "-o", out, "--json")
+    res = cli(
+        "export",
+        run,
+        "--int8",
+        "--no-split",
+        "--calibration",
+        "8",
+        "--max-drop",
+        "-1",
+        "--archive",
+        "-o",
+        out,
+        "--json",
+    )
     assert res.exit_code == 3, res.output[-2000:]
     assert "accuracy gate failed" in res.stderr
     doc = json.loads(res.stdout)

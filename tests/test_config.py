@@ -8,23 +8,26 @@ import pytest
 from click.testing import CliRunner
 
 from edgetl.cli import main
-from edgetl.train.config import FIELDS, build_config, dump_config, load_config
 from edgetl.errors import ConfigError
+from edgetl.train.config import FIELDS, build_config, dump_config, load_config
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"epoch": 3}, "unknown config key 'epoch'"),
-    ({"epochs": "ten"}, "must be an integer"),
-    ({"epochs": 2.5}, "must be an integer"),
-    ({"augment": "maybe"}, "true or false"),
-    ({"learning_rate": [1]}, "must be a number"),
-    ({"dense_units": "12,x"}, "list of integers"),
-    ({"dropout": 1.5}, "between"),
-    ({"input_size": 8}, "between"),
-    ({"pooling": "mean"}, "must be one of"),
-    ({"fill_mode": "wrap"}, "must be one of"),
-    ({"dense_units": [0]}, "positive"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"epoch": 3}, "unknown config key 'epoch'"),
+        ({"epochs": "ten"}, "must be an integer"),
+        ({"epochs": 2.5}, "must be an integer"),
+        ({"augment": "maybe"}, "true or false"),
+        ({"learning_rate": [1]}, "must be a number"),
+        ({"dense_units": "12,x"}, "list of integers"),
+        ({"dropout": 1.5}, "between"),
+        ({"input_size": 8}, "between"),
+        ({"pooling": "mean"}, "must be one of"),
+        ({"fill_mode": "wrap"}, "must be one of"),
+        ({"dense_units": [0]}, "positive"),
+    ],
+)
 def test_invalid_values_raise_one_line_config_error(values, message):
     with pytest.raises(ConfigError) as info:
         build_config(values)
@@ -55,10 +58,20 @@ def test_shipped_configs_say_what_they_mirror():
     root = CONFIGS[0].parent
     assert {p.name for p in CONFIGS} >= {"mobilenet_v2.yaml", "inception_v3.yaml", "flowers_mobilenet_v2.yaml"}
     mobilenet = load_config(root / "mobilenet_v2.yaml")
-    assert (mobilenet.input_size, mobilenet.pooling, mobilenet.dropout, mobilenet.optimizer) == (160, "avg", 0.2, "adam")
+    assert (mobilenet.input_size, mobilenet.pooling, mobilenet.dropout, mobilenet.optimizer) == (
+        160,
+        "avg",
+        0.2,
+        "adam",
+    )
     assert mobilenet.learning_rate == pytest.approx(1e-4) and mobilenet.horizontal_flip and mobilenet.augment
     inception = load_config(root / "inception_v3.yaml")
-    assert (inception.input_size, inception.cut_layer, inception.pooling, inception.dense_units) == (150, "mixed7", "flatten", (1024,))
+    assert (inception.input_size, inception.cut_layer, inception.pooling, inception.dense_units) == (
+        150,
+        "mixed7",
+        "flatten",
+        (1024,),
+    )
     assert (inception.rotation, inception.width_shift, inception.zoom, inception.optimizer) == (40, 0.2, 0.2, "rmsprop")
     flowers = load_config(root / "flowers_mobilenet_v2.yaml")
     assert (flowers.input_size, flowers.fine_tune_layers, flowers.fine_tune_epochs) == (224, 30, 3)
@@ -75,8 +88,22 @@ def test_cli_flags_override_yaml_and_only_given_flags_count(tmp_path, monkeypatc
     monkeypatch.setattr("edgetl.train.trainer.train", fake_train)
     path = tmp_path / "c.yaml"
     path.write_text("epochs: 7\ninput_size: 96\naugment: true\nrotation: 10\ndense_units: [64]\n")
-    result = CliRunner().invoke(main, ["train", "--config", str(path), "--epochs", "3", "--no-augment",
-                                       "--dense-units", "32,16", "--pooling", "max", "--no-resume"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--config",
+            str(path),
+            "--epochs",
+            "3",
+            "--no-augment",
+            "--dense-units",
+            "32,16",
+            "--pooling",
+            "max",
+            "--no-resume",
+        ],
+    )
     assert result.exit_code == 0, result.output
     config = seen["config"]
     assert (config.epochs, config.augment, config.dense_units, config.pooling) == (3, False, (32, 16), "max")

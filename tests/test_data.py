@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import make_dataset
-from edgetl.train.data import load_dataset
 from edgetl.errors import DataError
+from edgetl.train.data import load_dataset
+
+from conftest import make_dataset
 
 
 def test_flat_layout_stratified_and_seeded(tmp_path):
@@ -45,14 +46,17 @@ def test_validation_folder_name_is_accepted(tmp_path):
     assert load_dataset(data).layout == "split"
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing", "not found"),
-    ("empty", "no class folders"),
-    ("empty_class", "no images"),
-    ("single", "single class"),
-    ("different", "different classes"),
-    ("no_split", "val_split is 0"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "not found"),
+        ("empty", "no class folders"),
+        ("empty_class", "no images"),
+        ("single", "single class"),
+        ("different", "different classes"),
+        ("no_split", "val_split is 0"),
+    ],
+)
 def test_clear_errors(tmp_path, case, message):
     if case == "missing":
         path = tmp_path / "nope"

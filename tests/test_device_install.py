@@ -30,8 +30,20 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 # Nothing a device venv may contain: TensorFlow and everything that comes with training.
-TRAINING_SIDE = {"tensorflow", "tensorflow-cpu", "tensorflow-intel", "tf-keras", "keras", "tensorboard",
-                 "tensorflow-model-optimization", "tf2onnx", "onnx", "matplotlib", "jax", "torch"}
+TRAINING_SIDE = {
+    "tensorflow",
+    "tensorflow-cpu",
+    "tensorflow-intel",
+    "tf-keras",
+    "keras",
+    "tensorboard",
+    "tensorflow-model-optimization",
+    "tf2onnx",
+    "onnx",
+    "matplotlib",
+    "jax",
+    "torch",
+}
 PIP = ("-m", "pip", "--disable-pip-version-check")
 
 
@@ -42,7 +54,10 @@ def _run(cmd, timeout=600, **kwargs) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     """edgetl-<version>-py3-none-any.whl built from this checkout (as on the workstation before copying it over)."""
-    probe = _run([sys.executable, *PIP, "download", "--no-deps", "--dest", tmp_path_factory.mktemp("probe"), "click"], timeout=180)
+    probe = _run(
+        [sys.executable, *PIP, "download", "--no-deps", "--dest", tmp_path_factory.mktemp("probe"), "click"],
+        timeout=180,
+    )
     if probe.returncode != 0:
         pytest.skip(f"package registry unreachable (pip download click: {probe.stderr.strip().splitlines()[-1:]})")
     src = tmp_path_factory.mktemp("src")  # a copy: building in the checkout would leave build/ and *.egg-info there
@@ -90,7 +105,9 @@ def device_venv(wheel, tmp_path_factory):
 
     def get(extra: str) -> Path:
         if extra not in made:
-            python = (find_python310() if extra == "onnx" else None) or sys.executable  # one of the two under JetPack 6's Python 3.10
+            python = (
+                find_python310() if extra == "onnx" else None
+            ) or sys.executable  # one of the two under JetPack 6's Python 3.10
             venv = tmp_path_factory.mktemp(f"venv_{extra}")
             done = fresh_venv(venv, f"{wheel}[{extra}]", python=python)
             assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -100,8 +117,10 @@ def device_venv(wheel, tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("extra, fmt, runtime, other", [("litert", "tflite-int8", "ai-edge-litert", "onnxruntime"),
-                                                        ("onnx", "onnx", "onnxruntime", "ai-edge-litert")])
+@pytest.mark.parametrize(
+    "extra, fmt, runtime, other",
+    [("litert", "tflite-int8", "ai-edge-litert", "onnxruntime"), ("onnx", "onnx", "onnxruntime", "ai-edge-litert")],
+)
 def test_one_pip_command_installs_the_runtime_only(extra, fmt, runtime, other, device_venv, bundle, red_image):
     from edgetl.runtime import runner
 
@@ -174,9 +193,11 @@ def test_older_tflite_runtime_wheel_runs_bundles_and_numpy2_is_one_error(wheel, 
     assert done.returncode == 0, done.stderr[-2000:]
     done = _run([venv / "bin/edgetl", "run", bundle, red_image], timeout=120)
     assert done.returncode == 2 and done.stdout == "", done.stdout + done.stderr
-    assert done.stderr.splitlines() == [f"error: tflite_runtime is built for NumPy 1 and cannot run with NumPy "
-                                        f"{installed(venv / 'bin/python')['numpy']}: pip install ai-edge-litert "
-                                        "(its successor), or pip install 'numpy<2'"], done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: tflite_runtime is built for NumPy 1 and cannot run with NumPy "
+        f"{installed(venv / 'bin/python')['numpy']}: pip install ai-edge-litert "
+        "(its successor), or pip install 'numpy<2'"
+    ], done.stderr
 
 
 def test_install_script_keeps_the_system_numpy_and_fills_in_the_unit(wheel, bundle, red_image, tmp_path):
@@ -214,8 +235,16 @@ def test_install_script_keeps_the_system_numpy_and_fills_in_the_unit(wheel, bund
 
 
 def test_install_script_refuses_bad_arguments(tmp_path):
-    for args, message in ((["--print-unit", tmp_path], "not an edgetl bundle"), (["--venv"], "--venv needs a value"),
-                          (["--frobnicate"], "unknown option --frobnicate"),
-                          (["--service", tmp_path, "--from", "x"], "not an edgetl bundle")):
+    for args, message in (
+        (["--print-unit", tmp_path], "not an edgetl bundle"),
+        (["--venv"], "--venv needs a value"),
+        (["--frobnicate"], "unknown option --frobnicate"),
+        (["--service", tmp_path, "--from", "x"], "not an edgetl bundle"),
+    ):
         done = _run(["bash", ROOT / "device/install.sh", *args], timeout=60)
-        assert done.returncode == 2 and done.stderr.startswith("error: ") and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert (
+            done.returncode == 2
+            and done.stderr.startswith("error: ")
+            and message in done.stderr
+            and len(done.stderr.strip().splitlines()) == 1
+        ), done.stderr

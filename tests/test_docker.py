@@ -82,7 +82,9 @@ def test_pip_install_matches_pyproject_extras():
 
 
 def test_copied_sources_exist_and_are_not_dockerignored():
-    ignored = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")]
+    ignored = [
+        p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")
+    ]
     for copy in args_of("COPY"):
         *sources, _dest = copy.split()
         for src in sources:

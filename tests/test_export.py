@@ -26,16 +26,17 @@ def exported(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("export")
     run = make_run(root)
-    result = export_run(run, ExportOptions(formats=FORMATS, out=str(root / "bundle"), calibration=24, archive=True),
-                        log=lambda s: None)
+    result = export_run(
+        run, ExportOptions(formats=FORMATS, out=str(root / "bundle"), calibration=24, archive=True), log=lambda s: None
+    )
     return run, Path(result["bundle"]), result
 
 
 @pytest.fixture(scope="module")
 def reference(exported):
     """Val images and the Keras model's probabilities on them."""
-    from edgetl.train.run_folder import open_run
     from edgetl.export.validate import load_eval_set
+    from edgetl.train.run_folder import open_run
 
     run = open_run(exported[0])
     evalset = load_eval_set(run.files("val"), run.classes, run.input_size, run.scale, run.offset)
@@ -43,9 +44,9 @@ def reference(exported):
 
 
 def _probs(bundle_dir, fmt, images):
+    from edgetl.export.validate import file_predictor, run_images, to_probabilities
     from edgetl.runtime.bundle import load_bundle
     from edgetl.runtime.head import NumpyHead
-    from edgetl.export.validate import file_predictor, run_images, to_probabilities
 
     bundle = load_bundle(bundle_dir)
     out = run_images(file_predictor(bundle.model_path(fmt)), images).values
@@ -133,9 +134,12 @@ def test_labels_from_a_lone_model_file(exported, tmp_path, name):
 
 
 def test_read_labels_needs_no_tensorflow(exported):
-    code = ("import sys; from edgetl.export.metadata import read_labels; "
-            f"print(read_labels({str(exported[1] / 'model_int8.tflite')!r}), read_labels({str(exported[1] / 'model_int8.onnx')!r})); "
-            "assert 'tensorflow' not in sys.modules and 'tf_keras' not in sys.modules")
+    code = (
+        "import sys; from edgetl.export.metadata import read_labels; "
+        f"print(read_labels({str(exported[1] / 'model_int8.tflite')!r}), "
+        f"read_labels({str(exported[1] / 'model_int8.onnx')!r})); "
+        "assert 'tensorflow' not in sys.modules and 'tf_keras' not in sys.modules"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-500:]
     assert out.stdout.count("'blue'") == 2
@@ -154,8 +158,11 @@ def test_interrupted_export_leaves_no_bundle(exported, tmp_path, monkeypatch):
 
     monkeypatch.setitem(CONVERTERS, "onnx", Converter(boom, CONVERTERS["onnx"].spec))
     with pytest.raises(KeyboardInterrupt):
-        export_run(exported[0], ExportOptions(formats=("tflite-float32", "onnx"), out=str(out), validate=False),
-                   log=lambda s: None)
+        export_run(
+            exported[0],
+            ExportOptions(formats=("tflite-float32", "onnx"), out=str(out), validate=False),
+            log=lambda s: None,
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no .partial left behind
     assert [p.name for p in out.iterdir()] == ["old.txt"]  # the previous bundle is untouched
 

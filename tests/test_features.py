@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_dataset
-from edgetl.train import extract as feats
-from edgetl.train.augment import AugmentParams, apply_matrix, augment, view_rng
 from edgetl.runtime import feature_store
 from edgetl.runtime.image import list_images
+from edgetl.train import extract as feats
+from edgetl.train.augment import AugmentParams, apply_matrix, augment, view_rng
+
+from conftest import make_dataset
 
 
 def test_identity_matrix_is_exact_and_flips_mirror():
@@ -20,8 +21,11 @@ def test_identity_matrix_is_exact_and_flips_mirror():
     mirrored = [np.array_equal(v, pixels[:, ::-1]) for v in views]
     assert all(m or np.array_equal(v, pixels) for m, v in zip(mirrored, views))  # a flip is a mirror or nothing
     assert 10 <= sum(mirrored) <= 30  # about half of the views are mirrored
-    vertical = augment(pixels, AugmentParams(vertical_flip=True), np.random.default_rng(next(
-        s for s in range(40) if np.random.default_rng(s).random() < 0.5)))
+    vertical = augment(
+        pixels,
+        AugmentParams(vertical_flip=True),
+        np.random.default_rng(next(s for s in range(40) if np.random.default_rng(s).random() < 0.5)),
+    )
     assert np.array_equal(vertical, pixels[::-1])
 
 
@@ -50,8 +54,17 @@ def make_cache(tmp_path, size=16, shift=0.0, base_name="fake", pooling="avg"):
     inputs = keras.Input((size, size, 3))
     base = keras.Model(inputs, keras.layers.Dense(4, use_bias=True, name="d")(inputs))
     base.get_layer("d").set_weights([np.eye(3, 4, dtype=np.float32), np.full(4, shift, np.float32)])
-    return feats.FeatureExtractor(base, base_name=base_name, cut_layer=None, input_size=size, scale=1 / 255, offset=0.0,
-                              pooling=pooling, cache_dir=tmp_path / "cache", batch_size=4)
+    return feats.FeatureExtractor(
+        base,
+        base_name=base_name,
+        cut_layer=None,
+        input_size=size,
+        scale=1 / 255,
+        offset=0.0,
+        pooling=pooling,
+        cache_dir=tmp_path / "cache",
+        batch_size=4,
+    )
 
 
 def test_cache_serves_unchanged_and_recomputes_changed(tmp_path):
@@ -71,6 +84,7 @@ def test_cache_serves_unchanged_and_recomputes_changed(tmp_path):
     changed = make_cache(tmp_path).extract(paths, views=2, params=params, seed=0)
     assert changed.computed == 0  # identical bytes to green_000, already cached under that sha256
     from PIL import Image
+
     Image.new("RGB", (20, 20), (1, 2, 3)).save(paths[1])
     changed = make_cache(tmp_path).extract(paths, views=2, params=params, seed=0)
     assert changed.computed == 3 and changed.features[1, 0, 0] < 0.05
@@ -119,10 +133,25 @@ def test_undecodable_files_are_skipped(tmp_path):
 def test_features_command_writes_npz(tmp_path):
     from edgetl.cli import main
 
-    data = make_dataset(tmp_path, classes=("red", "green", "blue"), per_class=2, val_per_class=1, size=32, layout="split")
+    data = make_dataset(
+        tmp_path, classes=("red", "green", "blue"), per_class=2, val_per_class=1, size=32, layout="split"
+    )
     out = tmp_path / "f.npz"
-    args = ["features", "--data", str(data), "--out", str(out), "--weights", "none", "--input-size", "32",
-            "--cut-layer", "Conv1_relu", "--cache-dir", str(tmp_path / "cache")]
+    args = [
+        "features",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--weights",
+        "none",
+        "--input-size",
+        "32",
+        "--cut-layer",
+        "Conv1_relu",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     with np.load(out, allow_pickle=False) as npz:

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from edgetl.train.config import FIELDS, build_config
 from edgetl.errors import BundleError, ConfigError, ImageError
 from edgetl.runtime.bundle import load_bundle, resolve_inside
 from edgetl.runtime.image import load_rgb, preprocess
+from edgetl.train.config import FIELDS, build_config
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -44,9 +44,15 @@ def test_decoder_on_random_bytes(data):
 
 
 @FUZZ
-@given(seed=st.integers(0, 2**16), w=st.integers(1, 64), h=st.integers(1, 64),
-       mode=st.sampled_from(["RGB", "L", "RGBA", "P", "LA", "1", "I;16"]),
-       cut=st.integers(0, 4096), flip=st.integers(0, 4095), size=st.integers(1, 48))
+@given(
+    seed=st.integers(0, 2**16),
+    w=st.integers(1, 64),
+    h=st.integers(1, 64),
+    mode=st.sampled_from(["RGB", "L", "RGBA", "P", "LA", "1", "I;16"]),
+    cut=st.integers(0, 4096),
+    flip=st.integers(0, 4095),
+    size=st.integers(1, 48),
+)
 def test_decoder_on_mutated_real_images(seed, w, h, mode, cut, flip, size):
     data = bytearray(_valid_png(seed, w, h, mode))
     if flip < len(data):
@@ -63,7 +69,7 @@ def test_decoder_on_mutated_real_images(seed, w, h, mode, cut, flip, size):
 
 
 yaml_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=True) | st.text(max_size=20),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
     max_leaves=6,
 )
@@ -81,12 +87,22 @@ def test_config_builder_only_raises_config_error(values):
 
 
 @FUZZ
-@given(doc=st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-    lambda c: st.lists(c, max_size=4) | st.dictionaries(
-        st.sampled_from(["format_version", "classes", "input", "models", "file", "size", "scale", "offset", "x"]),
-        c, max_size=5),
-    max_leaves=12))
+@given(
+    doc=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+        lambda c: (
+            st.lists(c, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(
+                    ["format_version", "classes", "input", "models", "file", "size", "scale", "offset", "x"]
+                ),
+                c,
+                max_size=5,
+            )
+        ),
+        max_leaves=12,
+    )
+)
 def test_manifest_loader_only_raises_bundle_error(tmp_path_factory, doc):
     root = tmp_path_factory.mktemp("bundle")
     (root / "manifest.json").write_text(json.dumps(doc))
@@ -101,7 +117,11 @@ def test_manifest_loader_only_raises_bundle_error(tmp_path_factory, doc):
 
 
 @FUZZ
-@given(rel=st.lists(st.sampled_from(["a", "b.onnx", ".", "..", "/", "/etc/passwd", "~", "%2e", "\\"]), max_size=8).map("".join))
+@given(
+    rel=st.lists(st.sampled_from(["a", "b.onnx", ".", "..", "/", "/etc/passwd", "~", "%2e", "\\"]), max_size=8).map(
+        "".join
+    )
+)
 def test_manifest_paths_never_escape_the_bundle(tmp_path_factory, rel):
     root = tmp_path_factory.mktemp("b")
     try:

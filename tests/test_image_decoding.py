@@ -28,7 +28,9 @@ def _png_with_header(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    )
 
 
 def _save(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -48,8 +50,12 @@ GOOD_CASES = {
     "sixteen_bit.png": lambda: _save(Image.fromarray(np.full((40, 40), 40000, dtype=np.uint16)), "PNG"),
     "one_pixel.png": lambda: _save(Image.new("RGB", (1, 1), RED), "PNG"),
     "png_named.jpg": lambda: _save(Image.new("RGB", (40, 40), RED), "PNG"),  # wrong extension
-    "animated.gif": lambda: _save(Image.new("RGB", (40, 40), RED).convert("P"), "GIF", save_all=True,
-                                  append_images=[Image.new("RGB", (40, 40), (0, 0, 255)).convert("P")]),
+    "animated.gif": lambda: _save(
+        Image.new("RGB", (40, 40), RED).convert("P"),
+        "GIF",
+        save_all=True,
+        append_images=[Image.new("RGB", (40, 40), (0, 0, 255)).convert("P")],
+    ),
     "bmp.bmp": lambda: _save(Image.new("RGB", (40, 40), RED), "BMP"),
     "webp.webp": lambda: _save(Image.new("RGB", (40, 40), RED), "WEBP", quality=100),
     "ünïcode name with space.png": lambda: _save(Image.new("RGB", (40, 40), RED), "PNG"),
@@ -68,7 +74,9 @@ BAD_CASES = {
     "empty.jpg": lambda: b"",
     "text.jpg": lambda: b"this is not an image\n",
     "truncated.jpg": lambda: _save(Image.new("RGB", (200, 200), RED), "JPEG")[:300],
-    "truncated.png": lambda: _save(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)), "PNG")[:200],
+    "truncated.png": lambda: _save(
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)), "PNG"
+    )[:200],
     "corrupt.jpg": lambda: b"\xff\xd8\xff\xe0" + os.urandom(500),
     "bomb.png": lambda: _png_with_header(50000, 50000),
 }

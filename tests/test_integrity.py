@@ -13,9 +13,10 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import make_dataset
 from edgetl.errors import BundleError, RunFolderError
 from edgetl.runtime import atomic
+
+from conftest import make_dataset
 
 
 # ------------------------------------------------------------------------ atomic writers
@@ -53,9 +54,20 @@ def trained_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("integrity")
     data = make_dataset(root, classes=("red", "green"), per_class=4, size=32)
-    config = build_config({"data": str(data), "weights": "none", "input_size": 32, "epochs": 1, "batch_size": 8,
-                           "out": str(root / "run"), "cache_dir": str(root / "cache"), "seed": 1,
-                           "cut_layer": "Conv1_relu", "learning_rate": 0.03})
+    config = build_config(
+        {
+            "data": str(data),
+            "weights": "none",
+            "input_size": 32,
+            "epochs": 1,
+            "batch_size": 8,
+            "out": str(root / "run"),
+            "cache_dir": str(root / "cache"),
+            "seed": 1,
+            "cut_layer": "Conv1_relu",
+            "learning_rate": 0.03,
+        }
+    )
     train(config, echo=lambda _: None)
     return root / "run", root / "cache", config
 
@@ -115,8 +127,17 @@ def _cache(trained_run):
 
     set_seed(config.seed)
     base = build_base(spec, config.input_size, config.weights, config.cut_layer)
-    return FeatureExtractor(base, base_name=spec.name, cut_layer=config.cut_layer, input_size=config.input_size,
-                            scale=spec.scale, offset=spec.offset, batch_size=8, pooling="avg", cache_dir=cache_dir)
+    return FeatureExtractor(
+        base,
+        base_name=spec.name,
+        cut_layer=config.cut_layer,
+        input_size=config.input_size,
+        scale=spec.scale,
+        offset=spec.offset,
+        batch_size=8,
+        pooling="avg",
+        cache_dir=cache_dir,
+    )
 
 
 def test_feature_chunks_carry_their_sha256_and_a_corrupt_one_is_recomputed(trained_run, tmp_path, capsys):

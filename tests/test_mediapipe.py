@@ -16,8 +16,15 @@ import pytest
 from PIL import Image
 
 from edgetl.errors import ExportError
-from edgetl.export.mediapipe_metadata import (add_mediapipe_metadata, append_packed_files, classify_with_mediapipe,
-                                       mediapipe_python, normalization, read_mediapipe_metadata, split_packed_files)
+from edgetl.export.mediapipe_metadata import (
+    add_mediapipe_metadata,
+    append_packed_files,
+    classify_with_mediapipe,
+    mediapipe_python,
+    normalization,
+    read_mediapipe_metadata,
+    split_packed_files,
+)
 from edgetl.runtime.image import load_rgb, preprocess
 from edgetl.runtime.interpreter import open_model
 
@@ -61,7 +68,9 @@ def test_split_and_append_packed_files():
     assert split_packed_files(flatbuffer) == (flatbuffer, {})
     joined = append_packed_files(flatbuffer, {"edgetl.json": b"{}"})
     with zipfile.ZipFile(io.BytesIO(joined)) as archive:
-        assert archive.read("edgetl.json") == b"{}" and archive.getinfo("edgetl.json").compress_type == zipfile.ZIP_STORED
+        assert (
+            archive.read("edgetl.json") == b"{}" and archive.getinfo("edgetl.json").compress_type == zipfile.ZIP_STORED
+        )
     assert joined.startswith(flatbuffer)
 
 
@@ -172,7 +181,9 @@ def test_mediapipe_image_classifier_agrees_with_edgetl(tmp_path, mediapipe_ready
         else:
             assert info["files"] == ["labels.txt"]
         process = info["metadata"]["subgraph_metadata"][0]["input_tensor_metadata"][0]["process_units"][0]
-        assert process["options"]["mean"] == pytest.approx([127.5]) and process["options"]["std"] == pytest.approx([127.5])
+        assert process["options"]["mean"] == pytest.approx([127.5]) and process["options"]["std"] == pytest.approx(
+            [127.5]
+        )
 
         results = classify_with_mediapipe(with_md, images)
         assert [r["index"] for r in results] == [i for i, _ in direct], kind

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgetl.train.config import build_config
 from edgetl.models.classifier import build_classifier, head_to_numpy, output_kind
+from edgetl.train.config import build_config
 
 
 @pytest.mark.parametrize("num_classes, units, activation", [(2, 1, "sigmoid"), (3, 3, "softmax"), (5, 5, "softmax")])
@@ -39,8 +39,11 @@ def test_fine_tuning_unfreezes_exactly_n_layers(n):
     _, base, _ = build_classifier(config, 2)
     names = unfreeze_top(base, n)
     assert trainable_layer_names(base) == names and len(names) == n
-    candidates = [layer.name for layer in base.layers
-                  if not isinstance(layer, (keras.layers.InputLayer, keras.layers.BatchNormalization))]
+    candidates = [
+        layer.name
+        for layer in base.layers
+        if not isinstance(layer, (keras.layers.InputLayer, keras.layers.BatchNormalization))
+    ]
     assert names == candidates[-n:]
     assert all(not layer.trainable for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization))
     assert base.trainable
@@ -88,8 +91,7 @@ def test_classify_reports_bad_images_and_exits_1(tmp_path):
     Image.new("RGB", (50, 40), (200, 10, 10)).save(good)
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"nope")
-    result = CliRunner().invoke(
-        main, ["classify", str(good), str(bad), "--weights", "none", "--top-k", "3", "--json"])
+    result = CliRunner().invoke(main, ["classify", str(good), str(bad), "--weights", "none", "--top-k", "3", "--json"])
     assert result.exit_code == 1
     out = json.loads(result.stdout)
     from edgetl.models.imagenet import imagenet_classes

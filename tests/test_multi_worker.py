@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_dataset
-from edgetl.train.distribute import Workers, read_tf_config
 from edgetl.errors import ConfigError
+from edgetl.train.distribute import Workers, read_tf_config
+
+from conftest import make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTS = ["localhost:1111", "localhost:2222"]
@@ -29,15 +30,18 @@ def _launcher():
     return module
 
 
-@pytest.mark.parametrize("text, message", [
-    (None, "needs the TF_CONFIG environment variable"),
-    ("{not json", "not valid JSON"),
-    ('{"cluster": {"worker": ["localhost:1"]}}', "'cluster' and a 'task'"),
-    ('{"cluster": {"worker": ["localhost:1"], "ps": ["h:2"]}, "task": {"type": "worker", "index": 0}}', "ps"),
-    ('{"cluster": {"worker": ["nohostport"]}, "task": {"type": "worker", "index": 0}}', "host:port"),
-    ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 1}}', "not in the cluster"),
-    ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "chief", "index": 0}}', "not in the cluster"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (None, "needs the TF_CONFIG environment variable"),
+        ("{not json", "not valid JSON"),
+        ('{"cluster": {"worker": ["localhost:1"]}}', "'cluster' and a 'task'"),
+        ('{"cluster": {"worker": ["localhost:1"], "ps": ["h:2"]}, "task": {"type": "worker", "index": 0}}', "ps"),
+        ('{"cluster": {"worker": ["nohostport"]}, "task": {"type": "worker", "index": 0}}', "host:port"),
+        ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 1}}', "not in the cluster"),
+        ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "chief", "index": 0}}', "not in the cluster"),
+    ],
+)
 def test_bad_tf_config_is_one_clear_error(text, message):
     with pytest.raises(ConfigError, match=message):
         read_tf_config(text)
@@ -76,9 +80,31 @@ def test_two_workers_train_the_same_head_as_one(tmp_path, tiny_config):
     # 18 train images at batch 8: two full global batches (4 per worker) and a last one of 2 (1 + 1)
     data = make_dataset(tmp_path, classes=("red", "green", "blue"), per_class=8, size=32)
     settings = dict(epochs=3, dropout=0.0)  # dropout masks are drawn per replica: with dropout > 0 runs differ
-    args = ["--data", str(data), "--weights", "none", "--input-size", "32", "--cut-layer", "Conv1_relu",
-            "--learning-rate", "0.03", "--batch-size", "8", "--seed", "1", "--epochs", "3", "--dropout", "0",
-            "--out", str(tmp_path / "two"), "--cache-dir", str(tmp_path / "shared-cache"), "--no-report"]
+    args = [
+        "--data",
+        str(data),
+        "--weights",
+        "none",
+        "--input-size",
+        "32",
+        "--cut-layer",
+        "Conv1_relu",
+        "--learning-rate",
+        "0.03",
+        "--batch-size",
+        "8",
+        "--seed",
+        "1",
+        "--epochs",
+        "3",
+        "--dropout",
+        "0",
+        "--out",
+        str(tmp_path / "two"),
+        "--cache-dir",
+        str(tmp_path / "shared-cache"),
+        "--no-report",
+    ]
     launcher = _launcher()
     result = launcher.launch(2, args, tmp_path / "logs", timeout=240)
     logs = [Path(p).read_text(errors="replace") for p in result["logs"]]

@@ -28,8 +28,13 @@ def test_vermin_says_the_device_code_needs_at_most_python_3_10():
     vermin = shutil.which("vermin")
     if vermin is None:
         pytest.skip("vermin is not installed (pip install vermin, or the dev extra)")
-    done = subprocess.run([vermin, "-t=3.10-", "--no-tips", "--violations", "--eval-annotations", *DEVICE_CODE],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [vermin, "-t=3.10-", "--no-tips", "--violations", "--eval-annotations", *DEVICE_CODE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     found = re.search(r"Minimum required versions: (\d+)\.(\d+)", done.stdout)
     assert found and (int(found.group(1)), int(found.group(2))) <= (3, 10), done.stdout

@@ -10,9 +10,9 @@ import pytest
 
 from edgetl.errors import ExportError, GateError
 from edgetl.export.ladder import ONNX_LADDER, TFLITE_LADDER, Rung, climb
-from edgetl.runtime.interpreter import Quant
 from edgetl.export.quantize import QuantSpec
 from edgetl.export.representative import Calibration, stratified
+from edgetl.runtime.interpreter import Quant
 
 INT8 = QuantSpec(weights="int8", io="uint8", calibration=10)
 
@@ -26,7 +26,9 @@ def _ladder(rungs, available, passes, fails_to_build=lambda s: False):
         built.append(spec)
         return f"model{len(built)}"
 
-    result = climb(rungs, INT8, available, build, lambda artifact: (passes(built[-1]), 0.0 if passes(built[-1]) else 5.0))
+    result = climb(
+        rungs, INT8, available, build, lambda artifact: (passes(built[-1]), 0.0 if passes(built[-1]) else 5.0)
+    )
     return result, built
 
 
@@ -40,11 +42,16 @@ def test_ladder_stops_at_first_passing_rung():
 
 def test_ladder_skips_rungs_that_repeat_a_spec_and_records_errors():
     # Only 10 calibration images exist: "more-calibration" would repeat rung 0.
-    result, built = _ladder(TFLITE_LADDER, 10, passes=lambda s: s.weights == "float16",
-                            fails_to_build=lambda s: s.activations == "int16")
+    result, built = _ladder(
+        TFLITE_LADDER, 10, passes=lambda s: s.weights == "float16", fails_to_build=lambda s: s.activations == "int16"
+    )
     assert [(a.rung, a.status) for a in result.attempts] == [
-        ("int8", "failed"), ("more-calibration", "skipped"), ("float-first-last", "failed"),
-        ("int16-activations", "error"), ("float16", "passed")]
+        ("int8", "failed"),
+        ("more-calibration", "skipped"),
+        ("float-first-last", "failed"),
+        ("int16-activations", "error"),
+        ("float16", "passed"),
+    ]
     assert result.spec.io == "float32" and result.chosen == "float16"
 
 
@@ -58,8 +65,13 @@ def test_ladder_with_no_passing_rung_keeps_rung_zero_marked_failing():
 
 def test_ladder_where_nothing_converts_is_an_error():
     with pytest.raises(ExportError, match="every rung"):
-        climb((Rung("a"), Rung("b", (("float_ends", True),))), INT8, 10,
-              lambda s: (_ for _ in ()).throw(ExportError("no")), lambda a: (True, 0.0))
+        climb(
+            (Rung("a"), Rung("b", (("float_ends", True),))),
+            INT8,
+            10,
+            lambda s: (_ for _ in ()).throw(ExportError("no")),
+            lambda a: (True, 0.0),
+        )
 
 
 def test_stratified_prefix_is_class_balanced():
@@ -107,8 +119,11 @@ def test_failing_gate_climbs_every_rung_and_exits_3(run2, tmp_path):
 
     out = tmp_path / "b"
     with pytest.raises(GateError) as info:
-        export_run(run2, ExportOptions(formats=("tflite-int8",), out=str(out), calibration=8, max_drop=-1.0,
-                                       split=False), log=lambda s: None)
+        export_run(
+            run2,
+            ExportOptions(formats=("tflite-int8",), out=str(out), calibration=8, max_drop=-1.0, split=False),
+            log=lambda s: None,
+        )
     assert info.value.exit_code == 3
     manifest = json.loads((out / "manifest.json").read_text())
     ladder = manifest["models"]["tflite-int8"]["ladder"]
@@ -125,8 +140,11 @@ def test_qat_export_runs_in_litert(run2, tmp_path):
     from edgetl.export.exporter import ExportOptions, export_run
     from edgetl.export.validate import file_predictor
 
-    result = export_run(run2, ExportOptions(formats=("tflite-float32",), out=str(tmp_path / "b"), calibration=12,
-                                            qat_epochs=3, split=False), log=lambda s: None)
+    result = export_run(
+        run2,
+        ExportOptions(formats=("tflite-float32",), out=str(tmp_path / "b"), calibration=12, qat_epochs=3, split=False),
+        log=lambda s: None,
+    )
     entry = result["manifest"]["models"]["tflite-qat-int8"]
     assert entry["input"]["dtype"] == "uint8" and entry["output"]["dtype"] == "uint8"
     assert result["validation"]["formats"]["tflite-qat-int8"]["accuracy"] == 1.0
@@ -144,7 +162,9 @@ def test_int8_io_dtype_follows_option(run2, tmp_path, io):
 
     run = open_run(run2)
     path = tmp_path / "m.tflite"
-    path.write_bytes(tflite_bytes(run.load_model(), QuantSpec(weights="int8", io=io, calibration=8), calibration_from_run(run)))
+    path.write_bytes(
+        tflite_bytes(run.load_model(), QuantSpec(weights="int8", io=io, calibration=8), calibration_from_run(run))
+    )
     params = tflite_io_params(path)
     assert params["input"]["dtype"] == params["output"]["dtype"] == io
     assert (params["input"]["scale"] > 0) == (io == "int8")
@@ -162,8 +182,8 @@ def test_histogram_calibration_reads_images_in_chunks(tmp_path, monkeypatch, met
     # given at once (an 800-image entropy rung at 224 px was OOM-killed), so they get chunks.
     import onnxruntime as ort
 
-    from edgetl.export import quantize
     from edgetl._tf import keras
+    from edgetl.export import quantize
 
     inputs = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
@@ -188,8 +208,12 @@ def test_histogram_calibration_reads_images_in_chunks(tmp_path, monkeypatch, met
             return item
 
     monkeypatch.setattr(quantize, "_Reader", Recording)
-    out = quantize.onnx_int8(float_path, QuantSpec(weights="int8", calibration=20, method=method, per_channel=True),
-                             Images(), tmp_path / "q.onnx")
+    out = quantize.onnx_int8(
+        float_path,
+        QuantSpec(weights="int8", calibration=20, method=method, per_channel=True),
+        Images(),
+        tmp_path / "q.onnx",
+    )
     read = [p for p in passes if p]  # the constructor's full range is replaced before reading when chunked
     assert read == chunks
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])

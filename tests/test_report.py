@@ -17,10 +17,11 @@ from PIL import Image
 
 from edgetl.cli import main
 from edgetl.errors import EdgetlError
-from edgetl.report.document import numeric_columns
-from edgetl.report.writer import write_report
 from edgetl.report.bundle_report import regressions
+from edgetl.report.document import numeric_columns
 from edgetl.report.run_report import class_count_rows, skipped_rows
+from edgetl.report.writer import write_report
+
 from report_fixtures import make_bundle, make_run
 
 DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -46,8 +47,15 @@ def test_run_report(tmp_path):
     _assert_self_contained(html)
     sizes = _png_sizes(html)
     assert len(sizes) == 2 and all(w > 200 and h > 100 for w, h in sizes)  # curves + confusion
-    for text in ("87.5%", "mobilenet_v2", "x * 0.00784314 - 1", "data/red/broken.jpg", "cannot decode (truncated)",
-                 "empty file (0 bytes)", "fine_tune_layers: 10"):
+    for text in (
+        "87.5%",
+        "mobilenet_v2",
+        "x * 0.00784314 - 1",
+        "data/red/broken.jpg",
+        "cannot decode (truncated)",
+        "empty file (0 bytes)",
+        "fine_tune_layers: 10",
+    ):
         assert text in html and text in md, text
     assert "| class | train | val | val accuracy |" in md and "| green | 10 | 3 | 66.7% |" in md
     images = re.findall(r"\]\((report_[^)]+\.png)\)", md)
@@ -86,8 +94,12 @@ def test_bundle_report(tmp_path):
     assert cw > 1.6 * ch and gw > 100 and gh > 100
     assert "tflite-int8 gets wrong and keras gets right (3)" in md
     assert "broken.jpg" in md and "not an image Pillow can read" in md  # undecodable image listed, not fatal
-    assert "| val/blue/truncated.jpg | cannot decode (image file is truncated) |" in md  # validation's own skipped images
-    assert (bundle / "report_confusion_tflite-int8.png").is_file() and (bundle / "report_wrong_tflite-int8.png").is_file()
+    assert (
+        "| val/blue/truncated.jpg | cannot decode (image file is truncated) |" in md
+    )  # validation's own skipped images
+    assert (bundle / "report_confusion_tflite-int8.png").is_file() and (
+        bundle / "report_wrong_tflite-int8.png"
+    ).is_file()
 
 
 def test_regressions_only_where_float_is_right(tmp_path):
@@ -124,13 +136,16 @@ def test_cli_report(tmp_path):
     assert (tmp_path / "r" / "report.html").is_file() and "report.md" in result.output
 
 
-@pytest.mark.parametrize("skipped, expected", [
-    ([{"path": "a.jpg", "reason": "bad"}], [("a.jpg", "bad")]),
-    ([["a.jpg", "bad"]], [("a.jpg", "bad")]),
-    (["a.jpg: bad"], [("a.jpg", "bad")]),
-    ({"a.jpg": "bad"}, [("a.jpg", "bad")]),
-    (3, []),
-])
+@pytest.mark.parametrize(
+    "skipped, expected",
+    [
+        ([{"path": "a.jpg", "reason": "bad"}], [("a.jpg", "bad")]),
+        ([["a.jpg", "bad"]], [("a.jpg", "bad")]),
+        (["a.jpg: bad"], [("a.jpg", "bad")]),
+        ({"a.jpg": "bad"}, [("a.jpg", "bad")]),
+        (3, []),
+    ],
+)
 def test_skipped_shapes(skipped, expected):
     assert skipped_rows(skipped) == expected
 
@@ -138,13 +153,24 @@ def test_skipped_shapes(skipped, expected):
 def test_class_count_shapes():
     by_split = {"class_counts": {"train": {"a": 2, "b": 3}, "val": {"a": 1}}}
     by_class = {"class_counts": {"a": {"train": 2, "val": 1}, "b": {"train": 3}}}
-    assert class_count_rows(by_split) == class_count_rows(by_class) == [("class", "train", "val"), ("a", 2, 1), ("b", 3, 0)]
+    assert (
+        class_count_rows(by_split)
+        == class_count_rows(by_class)
+        == [("class", "train", "val"), ("a", 2, 1), ("b", 3, 0)]
+    )
     assert class_count_rows({"counts": {"a": 5}}) == [("class", "images"), ("a", 5)]
     assert class_count_rows({}) == []
-    from_train = {"classes": ["a", "b"], "train_counts": {"a": 2, "b": 3}, "val_counts": {"a": 1, "b": 0},
-                  "per_class_accuracy": {"a": 1.0, "b": 0.0}}
-    assert class_count_rows(from_train) == [("class", "train", "val", "val accuracy"), ("a", 2, 1, "100.0%"),
-                                            ("b", 3, 0, "0.0%")]
+    from_train = {
+        "classes": ["a", "b"],
+        "train_counts": {"a": 2, "b": 3},
+        "val_counts": {"a": 1, "b": 0},
+        "per_class_accuracy": {"a": 1.0, "b": 0.0},
+    }
+    assert class_count_rows(from_train) == [
+        ("class", "train", "val", "val accuracy"),
+        ("a", 2, 1, "100.0%"),
+        ("b", 3, 0, "0.0%"),
+    ]
 
 
 def test_numeric_columns_alignment():
@@ -157,9 +183,19 @@ def test_numeric_columns_alignment():
 # ------------------------------------------------------------------------- real browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--virtual-time-budget=5000",
+]
 # Appended to a COPY of the page: records image sizes and JS errors into the DOM after load.
 PROBE = """<script>
 window.__errors = [];
@@ -175,8 +211,12 @@ def render_in_chromium(html_file: Path, extra: str = "") -> tuple[dict, list[str
     probe_page = html_file.with_name("probe_" + html_file.name)
     probe_page.write_text(html_file.read_text().replace("</body>", extra + PROBE + "</body>"))
     with tempfile.TemporaryDirectory() as profile:
-        proc = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom",
-                               probe_page.as_uri()], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", probe_page.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     match = re.search(r'data-probe="([^"]*)"', proc.stdout)
     assert match, f"chromium produced no probe result (rc={proc.returncode}): {proc.stderr[-800:]}"
     import html as html_lib
@@ -196,5 +236,7 @@ def test_reports_render_in_chromium(tmp_path):
         assert len(result["images"]) == count
         assert all(complete and w > 0 and h > 0 for complete, w, h in result["images"]), result
     # the harness itself catches a broken image and a console error
-    bad, console = render_in_chromium(run_html, '<img src="data:image/png;base64,AAAA"><script>console.error("x")</script>')
+    bad, console = render_in_chromium(
+        run_html, '<img src="data:image/png;base64,AAAA"><script>console.error("x")</script>'
+    )
     assert bad["images"][-1][1] == 0 and any('"x"' in line for line in console)

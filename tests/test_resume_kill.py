@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_dataset
 from edgetl.runtime.atomic import sha256_file
+
+from conftest import make_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -36,16 +37,53 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _command(data: Path, out: Path, cache: Path) -> list[str]:
-    return [sys.executable, "-c", "from edgetl.cli import main; main()", "train", "--data", str(data), "--weights", "none",
-            "--input-size", "32", "--cut-layer", "Conv1_relu", "--learning-rate", "0.03", "--batch-size", "8",
-            "--epochs", "5", "--augment", "--augment-views", "1", "--horizontal-flip", "--dropout", "0.3",
-            "--fine-tune-layers", "2", "--fine-tune-epochs", "3", "--fine-tune-learning-rate", "0.001",
-            "--seed", "3", "--out", str(out), "--cache-dir", str(cache)]
+    return [
+        sys.executable,
+        "-c",
+        "from edgetl.cli import main; main()",
+        "train",
+        "--data",
+        str(data),
+        "--weights",
+        "none",
+        "--input-size",
+        "32",
+        "--cut-layer",
+        "Conv1_relu",
+        "--learning-rate",
+        "0.03",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "5",
+        "--augment",
+        "--augment-views",
+        "1",
+        "--horizontal-flip",
+        "--dropout",
+        "0.3",
+        "--fine-tune-layers",
+        "2",
+        "--fine-tune-epochs",
+        "3",
+        "--fine-tune-learning-rate",
+        "0.001",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache),
+    ]
 
 
 def _env(slow: bool) -> dict:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop("EDGETL_TEST_SLOW_STEP", None)
     if slow:
         env["EDGETL_TEST_SLOW_STEP"] = SLOW
@@ -67,8 +105,9 @@ def _state(out: Path) -> dict | None:
 
 def _kill_when(cmd: list[str], ready, timeout: float = 120.0) -> str:
     """Start `cmd`, SIGKILL it as soon as ready() is true; return its output. Fails if it ends first."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(slow=True), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=_env(slow=True), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.time() + timeout
     try:
         while not ready():
@@ -87,8 +126,9 @@ def _kill_when(cmd: list[str], ready, timeout: float = 120.0) -> str:
 
 
 def _finish(cmd: list[str], slow: bool = False) -> str:
-    done = subprocess.run(cmd, cwd=ROOT, env=_env(slow), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        cmd, cwd=ROOT, env=_env(slow), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout
     return done.stdout
 

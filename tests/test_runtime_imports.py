@@ -55,12 +55,15 @@ def test_device_commands_never_import_tensorflow(tmp_path_factory, tmp_path):
     bundle = fresh_bundle(tmp_path_factory, tmp_path / "bundle")
     data = make_dataset(tmp_path / "data", {"blue": 6, "red": 6}, seed=3)
     image = next((data / "red").iterdir())
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(bundle), str(image), str(data)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(bundle), str(image), str(data)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["loaded"] == [] and result["training"] == []
-    assert {"runner", "retrain", "interpreter", "formats", "feature_store", "cameras", "paths"} <= set(result["runtime"])
+    assert {"runner", "retrain", "interpreter", "formats", "feature_store", "cameras", "paths"} <= set(
+        result["runtime"]
+    )
     assert result["codes"] == [0, 0, 0, 0]
     first = json.loads(proc.stdout.splitlines()[0])
     assert first["label"] == "red"

@@ -14,19 +14,22 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from bundle_fixture import fresh_bundle, make_dataset
 from edgetl.cli import main
 from edgetl.runtime import cameras, headstore, headwatch, runner
 from edgetl.runtime.atomic import sha256_file
 from edgetl.runtime.bundle import load_bundle
 from edgetl.runtime.retrain import RetrainConfig, stratified_split, train_head, update_head
 
+from bundle_fixture import fresh_bundle, make_dataset
+
 
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory):
     root = tmp_path_factory.mktemp("retrain_data")
-    return {"two": make_dataset(root / "two", {"blue": 10, "red": 10}, seed=11),
-            "three": make_dataset(root / "three", {"blue": 10, "red": 10, "green": 10}, seed=12)}
+    return {
+        "two": make_dataset(root / "two", {"blue": 10, "red": 10}, seed=11),
+        "three": make_dataset(root / "three", {"blue": 10, "red": 10, "green": 10}, seed=12),
+    }
 
 
 def cli(*args):
@@ -74,7 +77,9 @@ def test_accepts_better_head_refuses_worse_and_caches_features(bundle, datasets)
     assert [pred.classes[int(np.argmax(pred.classify(p)))] for p in greens] == ["green"] * len(greens)
 
     before = (bundle / "device" / "heads" / "CURRENT.json").read_bytes()
-    res = cli("update-head", bundle, "--data", datasets["three"], "--epochs", "1", "--learning-rate", "1e-7", "--seed", "3")
+    res = cli(
+        "update-head", bundle, "--data", datasets["three"], "--epochs", "1", "--learning-rate", "1e-7", "--seed", "3"
+    )
     assert res.exit_code == 3 and "kept the current head" in res.stderr
     assert (bundle / "device" / "heads" / "CURRENT.json").read_bytes() == before
 
@@ -109,9 +114,10 @@ def swap_in_green(bundle, datasets):
 def test_a_running_camera_picks_up_the_head_swapped_in(bundle, datasets, monkeypatch):
     """`edgetl run --camera` as a service: update-head and rollback-head while it runs take effect
     from the next frame, without a restart."""
-    camera = GreenCamera(datasets["three"] / "green", {
-        4: lambda: swap_in_green(bundle, datasets),
-        8: lambda: headstore.rollback(load_bundle(bundle))})
+    camera = GreenCamera(
+        datasets["three"] / "green",
+        {4: lambda: swap_in_green(bundle, datasets), 8: lambda: headstore.rollback(load_bundle(bundle))},
+    )
     monkeypatch.setattr(headwatch, "HEAD_CHECK_SECONDS", 0.0)
     monkeypatch.setattr(cameras, "open_camera", lambda spec: camera)
     res = cli("run", bundle, "--camera", "0", "--json", "--max-frames", "11")
@@ -133,8 +139,7 @@ def test_a_head_that_cannot_be_opened_leaves_the_running_one(bundle, datasets):
     watch = headwatch.HeadWatch(bundle, None, None, every=0.0)
     predictor = runner.open_predictor(bundle)
     out, err = io.StringIO(), io.StringIO()
-    summary = runner.run_camera(predictor, camera, out, err, as_json=True, max_frames=4, fps_every=0,
-                                head_watch=watch)
+    summary = runner.run_camera(predictor, camera, out, err, as_json=True, max_frames=4, fps_every=0, head_watch=watch)
     assert summary.ok == 4 and pointer(bundle) is not None
     assert "green" not in [json.loads(line)["label"] for line in out.getvalue().splitlines()]
     assert "warning: the bundle's head changed but cannot be used (" in err.getvalue()
@@ -150,11 +155,16 @@ def test_one_head_change_at_a_time(bundle, datasets):
     before = pointer(bundle)
     with open(bundle / headstore.LOCK, "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        for args in (("update-head", bundle, "--data", datasets["three"], "--allow-new-classes"), ("rollback-head", bundle)):
+        for args in (
+            ("update-head", bundle, "--data", datasets["three"], "--allow-new-classes"),
+            ("rollback-head", bundle),
+        ):
             res = cli(*args)
             assert res.exit_code == 2, res.output
-            assert res.stderr.strip().splitlines()[-1] == (f"error: another update-head or rollback-head is changing "
-                                                           f"the head of {bundle}; run this again when it has finished")
+            assert res.stderr.strip().splitlines()[-1] == (
+                f"error: another update-head or rollback-head is changing "
+                f"the head of {bundle}; run this again when it has finished"
+            )
             assert pointer(bundle) == before
     assert cli("rollback-head", bundle).exit_code == 0 and pointer(bundle) is None
 
@@ -162,7 +172,9 @@ def test_one_head_change_at_a_time(bundle, datasets):
 def test_rollback_chain_and_corrupt_head_fallback(bundle, datasets, capsys):
     assert cli("update-head", bundle, "--data", datasets["two"], "--epochs", "20").exit_code == 0
     first = pointer(bundle)
-    assert cli("update-head", bundle, "--data", datasets["three"], "--allow-new-classes", "--epochs", "20").exit_code == 0
+    assert (
+        cli("update-head", bundle, "--data", datasets["three"], "--allow-new-classes", "--epochs", "20").exit_code == 0
+    )
     second = pointer(bundle)
     assert second["previous"]["file"] == first["file"]
 
@@ -190,10 +202,14 @@ def test_bad_update_head_inputs_leave_the_head_untouched(bundle, datasets, tmp_p
     single = make_dataset(tmp_path / "single", {"red": 1}, seed=1)
     thin = make_dataset(tmp_path / "thin", {"red": 3, "green": 1}, seed=2)
     (tmp_path / "emptyclass" / "red").mkdir(parents=True)
-    for data, message, *extra in ((empty, "has no class folders"), (single, "at least 2 readable images"),
-                                  (thin, "only one for green", "--allow-new-classes"),
-                                  (tmp_path / "emptyclass", "with no images"),
-                                  (datasets["three"], "--allow-new-classes"), (tmp_path / "missing", "not found")):
+    for data, message, *extra in (
+        (empty, "has no class folders"),
+        (single, "at least 2 readable images"),
+        (thin, "only one for green", "--allow-new-classes"),
+        (tmp_path / "emptyclass", "with no images"),
+        (datasets["three"], "--allow-new-classes"),
+        (tmp_path / "missing", "not found"),
+    ):
         res = cli("update-head", bundle, "--data", data, *extra)
         assert res.exit_code == 2, (data, res.output)
         assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
@@ -227,8 +243,12 @@ def test_sigkill_at_every_write_leaves_a_working_head(tmp_path_factory, tmp_path
         for when in ("before", "after"):
             bundle = tmp_path / f"b{k}{when}"
             shutil.copytree(template, bundle)
-            proc = subprocess.run([sys.executable, "-c", KILLER, str(k), when, str(bundle), str(datasets["three"])],
-                                  capture_output=True, text=True, timeout=120)
+            proc = subprocess.run(
+                [sys.executable, "-c", KILLER, str(k), when, str(bundle), str(datasets["three"])],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert proc.returncode == -9, proc.stderr[-1500:]
             active = headstore.active_head(load_bundle(bundle))  # verifies pointer + sha256
             outcomes.append(len(active.head.classes))

@@ -15,11 +15,12 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from bundle_fixture import OFFSET, SCALE, SIZE, colour_image, make_dataset
 from edgetl.cli import main
 from edgetl.errors import ModelError
 from edgetl.runtime import cameras, interpreter, runner
 from edgetl.runtime.frames import CameraError, EndOfStream, FrameError, Retry, ThreadedCamera
+
+from bundle_fixture import OFFSET, SCALE, SIZE, colour_image, make_dataset
 
 
 @pytest.fixture
@@ -50,7 +51,9 @@ def test_files_folder_glob_and_stdin_sources(bundle, data):
     assert all(r["label"] == ("red" if "/red/" in r["path"] else "blue") for r in rows)
 
     res = cli("run", bundle, f"{data}/*/*.png", "--json")
-    assert res.exit_code == 0 and len(json_lines(res.stdout)) == sum(1 for p in data.rglob("*.png") if not p.name.startswith("."))
+    assert res.exit_code == 0 and len(json_lines(res.stdout)) == sum(
+        1 for p in data.rglob("*.png") if not p.name.startswith(".")
+    )
 
     res = cli("run", bundle, "-", "--json", input=f"{files[0]}\n\n{data / 'blue'}\n")
     assert res.exit_code == 0
@@ -105,8 +108,11 @@ def test_preprocessing_parity_comes_from_manifest(bundle, tmp_path):
 def _bomb_png(path):
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     ihdr = struct.pack(">IIBBBBB", 50000, 50000, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def test_bad_items_are_reported_and_the_run_continues(bundle, data, tmp_path):
@@ -138,7 +144,7 @@ def test_unusual_modes_classify_like_plain_rgb(bundle, tmp_path):
     rgb = colour_image("red", rng, 48)
     pred = runner.open_predictor(bundle, "tflite-float32")
     rgb.convert("CMYK").save(tmp_path / "cmyk.jpg")
-    Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)).save(tmp_path / "gray16.png")
+    Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257).save(tmp_path / "gray16.png")
     rgba = rgb.convert("RGBA")
     rgba.putalpha(255)
     rgba.save(tmp_path / "rgba.png")
@@ -154,7 +160,9 @@ def test_unusual_modes_classify_like_plain_rgb(bundle, tmp_path):
         assert pred.classes[int(np.argmax(probs))] == "red", name
     assert pred.model_input(tmp_path / "gray16.png").shape == (1, SIZE, SIZE, 3)
     # EXIF rotation applied: the sideways file gives the same tensor as the upright one
-    np.testing.assert_allclose(pred.model_input(tmp_path / "exif.jpg"), pred.model_input(tmp_path / "plain.jpg"), atol=0.15)
+    np.testing.assert_allclose(
+        pred.model_input(tmp_path / "exif.jpg"), pred.model_input(tmp_path / "plain.jpg"), atol=0.15
+    )
 
 
 def test_bundle_level_errors_are_one_line(bundle, data):
@@ -208,9 +216,13 @@ def test_pixel_table_is_bit_identical_to_the_float_path(bundle, scale, offset):
     by_float = pred.model.prepare(interpreter.preprocess(pixels, scale, offset))
     assert by_table.dtype == by_float.dtype == np.uint8
     np.testing.assert_array_equal(by_table, by_float)
-    np.testing.assert_array_equal(pred.model.outputs(by_table), pred.model.run(interpreter.preprocess(pixels, scale, offset)))
+    np.testing.assert_array_equal(
+        pred.model.outputs(by_table), pred.model.run(interpreter.preprocess(pixels, scale, offset))
+    )
     float_model = runner.open_predictor(bundle, "tflite-float32").model
-    np.testing.assert_array_equal(float_model.from_pixels(pixels, scale, offset), interpreter.preprocess(pixels, scale, offset))
+    np.testing.assert_array_equal(
+        float_model.from_pixels(pixels, scale, offset), interpreter.preprocess(pixels, scale, offset)
+    )
     # The tiny bundle's calibration does not span [-1, 1]; with the input quantization that real
     # photos give, the table is the identity and the pixels go in as they are.
     pred.model.in_quant = interpreter.Quant(float(np.float32(2 / 255)), 127)
@@ -306,9 +318,18 @@ def test_camera_survives_failing_frames_and_reports(bundle):
     out, err, waits = io.StringIO(), io.StringIO(), []
     cam = FakeCamera(fail={3, 4, 5})
     ticks = iter(np.arange(0, 1000, 0.5))
-    summary = runner.run_camera(pred, cam, out, err, as_json=True, max_frames=6, fps_every=1.0,
-                                retry=Retry(max_failures=4, first_wait=0.1), sleep=waits.append,
-                                clock=lambda: float(next(ticks)))
+    summary = runner.run_camera(
+        pred,
+        cam,
+        out,
+        err,
+        as_json=True,
+        max_frames=6,
+        fps_every=1.0,
+        retry=Retry(max_failures=4, first_wait=0.1),
+        sleep=waits.append,
+        clock=lambda: float(next(ticks)),
+    )
     rows = json_lines(out.getvalue())
     assert [r["frame"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert all(r["label"] == "red" for r in rows)
@@ -321,8 +342,14 @@ def test_camera_gone_for_good_and_ctrl_c(bundle):
     pred = runner.open_predictor(bundle)
     err = io.StringIO()
     with pytest.raises(CameraError, match="no frame 4 times in a row"):
-        runner.run_camera(pred, FakeCamera(fail=set(range(3, 100))), io.StringIO(), err,
-                          retry=Retry(max_failures=4), sleep=lambda s: None)
+        runner.run_camera(
+            pred,
+            FakeCamera(fail=set(range(3, 100))),
+            io.StringIO(),
+            err,
+            retry=Retry(max_failures=4),
+            sleep=lambda s: None,
+        )
     assert "summary: 2 frames" in err.getvalue()
     cam = FakeCamera(interrupt_at=4)
     summary = runner.run_camera(pred, cam, io.StringIO(), io.StringIO())
@@ -506,8 +533,11 @@ def test_default_threads_leave_one_core_for_the_decoder(monkeypatch, bundle):
     assert runner.default_threads() == 1
     seen = []
     real_open = interpreter.open_model
-    monkeypatch.setattr(interpreter, "open_model", lambda path, rt, threads=None, role="fused":
-                        seen.append(threads) or real_open(path, rt, threads, role))
+    monkeypatch.setattr(
+        interpreter,
+        "open_model",
+        lambda path, rt, threads=None, role="fused": seen.append(threads) or real_open(path, rt, threads, role),
+    )
     monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
     runner.open_predictor(bundle, "tflite-int8")
     runner.open_predictor(bundle, "tflite-int8", threads=2)

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgetl.train.config import load_config
 from edgetl.errors import BundleError, ConfigError
 from edgetl.runtime.bundle import load_bundle
+from edgetl.train.config import load_config
 
 SOURCES = sorted(p for p in (Path(__file__).parents[1] / "edgetl").rglob("*.py"))
 FORBIDDEN = {
@@ -37,8 +37,12 @@ def test_sources_were_found():
 
 @pytest.mark.parametrize("pattern,what", FORBIDDEN.items(), ids=list(FORBIDDEN.values()))
 def test_no_unsafe_loading_in_sources(pattern, what):
-    offenders = [f"{p.name}:{i}" for p in SOURCES for i, line in enumerate(p.read_text().splitlines(), 1)
-                 if re.search(pattern, line) and "# safe-load:" not in line]
+    offenders = [
+        f"{p.name}:{i}"
+        for p in SOURCES
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if re.search(pattern, line) and "# safe-load:" not in line
+    ]
     assert not offenders, f"{what} found in {offenders}"
 
 
@@ -85,8 +89,12 @@ def test_pickled_npz_is_refused(tmp_path):
 
 
 def _manifest(tmp_path, **models):
-    doc = {"format_version": 1, "classes": ["a", "b"], "input": {"size": 32, "scale": 1.0, "offset": 0.0},
-           "models": models}
+    doc = {
+        "format_version": 1,
+        "classes": ["a", "b"],
+        "input": {"size": 32, "scale": 1.0, "offset": 0.0},
+        "models": models,
+    }
     (tmp_path / "manifest.json").write_text(json.dumps(doc))
     return tmp_path
 

@@ -8,8 +8,9 @@ from collections import defaultdict
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_dataset
 from edgetl.cli import main
+
+from conftest import make_dataset
 
 pytest.importorskip("tensorboard")
 
@@ -30,10 +31,34 @@ def read_events(folder):
 def test_tensorboard_scalars_per_phase_and_confusion_image(tmp_path):
     data = make_dataset(tmp_path, classes=("red", "green", "blue"), per_class=4, size=32)
     out = tmp_path / "run"
-    args = ["train", "--data", str(data), "--weights", "none", "--input-size", "32", "--cut-layer", "Conv1_relu",
-            "--learning-rate", "0.03", "--epochs", "3", "--batch-size", "8", "--fine-tune-layers", "1",
-            "--fine-tune-epochs", "2", "--fine-tune-learning-rate", "0.001", "--tensorboard", "--out", str(out),
-            "--cache-dir", str(tmp_path / "cache")]
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--weights",
+        "none",
+        "--input-size",
+        "32",
+        "--cut-layer",
+        "Conv1_relu",
+        "--learning-rate",
+        "0.03",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--fine-tune-layers",
+        "1",
+        "--fine-tune-epochs",
+        "2",
+        "--fine-tune-learning-rate",
+        "0.001",
+        "--tensorboard",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     history = list(csv.DictReader((out / "history.csv").open()))

@@ -10,15 +10,24 @@ from edgetl.export.tflite_compact import BUFFER_ALIGN, breakdown, compact
 @pytest.fixture(scope="module")
 def int8_model():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(16, 3), keras.layers.BatchNormalization(),
-                              keras.layers.ReLU(), keras.layers.DepthwiseConv2D(3), keras.layers.Conv2D(16, 1),
-                              keras.layers.Conv2D(16, 1), keras.layers.GlobalAveragePooling2D(),
-                              keras.layers.Dense(3, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Conv2D(16, 3),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.DepthwiseConv2D(3),
+            keras.layers.Conv2D(16, 1),
+            keras.layers.Conv2D(16, 1),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     rng = np.random.default_rng(0)
     rep = rng.uniform(-1, 1, (20, 32, 32, 3)).astype(np.float32)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([rep[i:i + 1]] for i in range(len(rep)))
+    conv.representative_dataset = lambda: ([rep[i : i + 1]] for i in range(len(rep)))
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = conv.inference_output_type = tf.uint8
     return conv.convert(), rng.integers(0, 256, (5, 1, 32, 32, 3), dtype=np.uint8)

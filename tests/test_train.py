@@ -9,13 +9,23 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_dataset
 from edgetl.cli import main
 from edgetl.train.run_folder import open_run
 from edgetl.train.trainer import train
 
-RUN_FILES = ("model.keras", "labels.txt", "config.yaml", "splits.json", "metrics.json", "history.csv",
-             "curves.png", "confusion.png", "run.json")
+from conftest import make_dataset
+
+RUN_FILES = (
+    "model.keras",
+    "labels.txt",
+    "config.yaml",
+    "splits.json",
+    "metrics.json",
+    "history.csv",
+    "curves.png",
+    "confusion.png",
+    "run.json",
+)
 TIMING_KEYS = ("train_seconds", "feature_seconds", "head_seconds", "fine_tune_seconds", "cache", "resumed_from_epoch")
 
 
@@ -24,10 +34,35 @@ def test_cli_train_writes_every_run_file(tmp_path):
     bad = data / "red" / "zz_truncated.jpg"
     bad.write_bytes((data / "red" / "red_000.jpg").read_bytes()[:40])
     out = tmp_path / "run"
-    args = ["train", "--data", str(data), "--weights", "none", "--input-size", "32", "--cut-layer", "Conv1_relu",
-            "--learning-rate", "0.05", "--epochs", "6", "--batch-size", "8", "--augment", "--augment-views", "1",
-            "--rotation", "20", "--horizontal-flip", "--val-split", "0.34", "--out", str(out),
-            "--cache-dir", str(tmp_path / "cache")]
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--weights",
+        "none",
+        "--input-size",
+        "32",
+        "--cut-layer",
+        "Conv1_relu",
+        "--learning-rate",
+        "0.05",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "8",
+        "--augment",
+        "--augment-views",
+        "1",
+        "--rotation",
+        "20",
+        "--horizontal-flip",
+        "--val-split",
+        "0.34",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert f"run folder: {out}" in result.output and "skipped" in result.output
@@ -74,8 +109,16 @@ class Stop(Exception):
 
 def test_seeded_runs_are_identical_and_resume_continues_exactly(tmp_path, tiny_config):
     data = make_dataset(tmp_path, classes=("red", "green", "blue"), per_class=5, size=32)
-    settings = dict(epochs=3, augment=True, augment_views=1, zoom=0.2, dropout=0.5, fine_tune_layers=2,
-                    fine_tune_epochs=1, fine_tune_learning_rate=0.001)
+    settings = dict(
+        epochs=3,
+        augment=True,
+        augment_views=1,
+        zoom=0.2,
+        dropout=0.5,
+        fine_tune_layers=2,
+        fine_tune_epochs=1,
+        fine_tune_learning_rate=0.001,
+    )
     first = train(tiny_config(data, out=str(tmp_path / "a"), **settings), echo=lambda _: None)
     second = train(tiny_config(data, out=str(tmp_path / "b"), **settings), echo=lambda _: None)
     assert _strip(first) == _strip(second)
@@ -144,12 +187,13 @@ def test_mirrored_strategy_trains_and_resumes(tmp_path, tiny_config):
 
 def test_one_fit_head_phase_matches_one_fit_per_epoch(tmp_path):
     """run_head_phase (all epochs in one fit) must train exactly what run_phase (a fit per epoch) trains."""
-    from edgetl.train.config import build_config
     from edgetl.models.classifier import build_head
+    from edgetl.train.config import build_config
     from edgetl.train.epochs import compile_model, run_head_phase, run_phase
 
-    config = build_config({"base": "mobilenet_v2", "input_size": 32, "dropout": 0.3, "batch_size": 8,
-                           "learning_rate": 0.01, "seed": 5})
+    config = build_config(
+        {"base": "mobilenet_v2", "input_size": 32, "dropout": 0.3, "batch_size": 8, "learning_rate": 0.01, "seed": 5}
+    )
     rng = np.random.default_rng(0)
     x = rng.normal(size=(45, 16)).astype(np.float32)  # 45 rows: a partial last batch in every epoch
     y = rng.integers(0, 3, 45).astype(np.float32)
@@ -162,11 +206,39 @@ def test_one_fit_head_phase_matches_one_fit_per_epoch(tmp_path):
         optimizer = compile_model(head, config, 3, config.learning_rate, steps_per_execution=4)
         history: list[dict] = []
         if phase is run_head_phase:
-            run_head_phase(head, optimizer, 1, 4, x, y, validation, config, tmp_path / name, "d", history, [], None,
-                           lambda line: None)
+            run_head_phase(
+                head,
+                optimizer,
+                1,
+                4,
+                x,
+                y,
+                validation,
+                config,
+                tmp_path / name,
+                "d",
+                history,
+                [],
+                None,
+                lambda line: None,
+            )
         else:
-            run_phase("head", head, optimizer, 1, 4, lambda e: (x, y), validation, config, tmp_path / name, "d",
-                      history, [], None, lambda line: None)
+            run_phase(
+                "head",
+                head,
+                optimizer,
+                1,
+                4,
+                lambda e: (x, y),
+                validation,
+                config,
+                tmp_path / name,
+                "d",
+                history,
+                [],
+                None,
+                lambda line: None,
+            )
         results.append((head.get_weights(), history))
     (w_one, h_one), (w_each, h_each) = results
     assert [row["epoch"] for row in h_one] == [2, 3, 4]

@@ -20,8 +20,9 @@ def bundle(tmp_path_factory):
     root = tmp_path_factory.mktemp("validate")
     run = make_run(root, classes=("red", "blue"), per_class=8, val_per_class=2)
     out = root / "bundle"
-    result = CliRunner().invoke(main, ["export", str(run), "--int8", "--float32", "--onnx", "--out", str(out),
-                                       "--calibration", "16", "--json"])
+    result = CliRunner().invoke(
+        main, ["export", str(run), "--int8", "--float32", "--onnx", "--out", str(out), "--calibration", "16", "--json"]
+    )
     assert result.exit_code == 0, result.output[-2000:]
     payload = json.loads(result.stdout)
     assert payload["bundle"] == str(out) and payload["validation"]["passed"]
@@ -50,8 +51,15 @@ def test_known_numbers(bundle, labelled):
     report = json.loads(result.stdout)
     assert report == json.loads((bundle / "validation.json").read_text())
     assert report["num_images"] == 7 and report["classes"] == ["red", "blue"] and len(report["skipped_images"]) == 1
-    assert set(report["formats"]) == {"keras", "tflite-float32", "base-tflite-float32", "tflite-int8",
-                                      "base-tflite-int8", "onnx", "base-onnx"}
+    assert set(report["formats"]) == {
+        "keras",
+        "tflite-float32",
+        "base-tflite-float32",
+        "tflite-int8",
+        "base-tflite-int8",
+        "onnx",
+        "base-onnx",
+    }
     for fmt, entry in report["formats"].items():
         assert entry["accuracy"] == pytest.approx(6 / 7), fmt
         assert entry["confusion"] == [[3, 0], [1, 3]]
@@ -86,7 +94,9 @@ def test_format_filter_and_float_reference_without_run(bundle, labelled, tmp_pat
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["source_run"]["path"] = str(tmp_path / "gone")
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    result = CliRunner().invoke(main, ["validate", str(copy), "--data", str(labelled), "--formats", "tflite-int8", "--json"])
+    result = CliRunner().invoke(
+        main, ["validate", str(copy), "--data", str(labelled), "--formats", "tflite-int8", "--json"]
+    )
     assert result.exit_code == 0, result.output[-2000:]
     report = json.loads(result.stdout)
     assert report["reference"] == "tflite-float32"

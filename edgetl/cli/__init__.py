@@ -24,8 +24,16 @@ from edgetl.errors import EdgetlError
 # click's control flow (ctx.exit, usage errors, abort) travels as exceptions: never "internal".
 _CLICK_FLOW = (click.exceptions.Exit, click.exceptions.Abort, click.ClickException)
 # What the `train` extra adds; a device install has none of it.
-WORKSTATION_MODULES = {"tensorflow", "tf_keras", "keras", "tensorflow_model_optimization", "tf2onnx", "onnx",
-                       "matplotlib", "tensorboard"}
+WORKSTATION_MODULES = {
+    "tensorflow",
+    "tf_keras",
+    "keras",
+    "tensorflow_model_optimization",
+    "tf2onnx",
+    "onnx",
+    "matplotlib",
+    "tensorboard",
+}
 
 
 class EdgetlGroup(click.Group):
@@ -57,12 +65,17 @@ class EdgetlGroup(click.Group):
                 raise
             if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in WORKSTATION_MODULES:
                 # a workstation command on a device install (numpy + an interpreter): say what to install
-                click.echo(f"error: `edgetl {ctx.invoked_subcommand}` runs on the workstation and needs {exc.name}, "
-                           "which this install lacks: pip install \".[train]\" (a device install has run, bench, "
-                           "update-head and rollback-head)", err=True)
+                click.echo(
+                    f"error: `edgetl {ctx.invoked_subcommand}` runs on the workstation and needs {exc.name}, "
+                    'which this install lacks: pip install ".[train]" (a device install has run, bench, '
+                    "update-head and rollback-head)",
+                    err=True,
+                )
                 ctx.exit(2)
-            click.echo(f"error: internal error: {type(exc).__name__}: {_one_line(exc)} "
-                       "(run with --debug for the traceback)", err=True)
+            click.echo(
+                f"error: internal error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the traceback)",
+                err=True,
+            )
             ctx.exit(INTERNAL_ERROR)
 
 

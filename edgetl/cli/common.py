@@ -17,8 +17,9 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import click
 
@@ -56,10 +57,19 @@ def json_option(help: str = "Print the result as JSON on stdout (logs go to stde
     return click.option("--json", "as_json", is_flag=True, help=help)
 
 
-THREADS_OPTION = click.option("--threads", type=click.IntRange(min=1), default=None,
-                              help="Interpreter threads (default: all cores but one, at least 1).")
-REPORT_OPTION = click.option("--report/--no-report", "make_report", default=True, show_default=True,
-                             help="Write report.html + report.md (see `edgetl report`).")
+THREADS_OPTION = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Interpreter threads (default: all cores but one, at least 1).",
+)
+REPORT_OPTION = click.option(
+    "--report/--no-report",
+    "make_report",
+    default=True,
+    show_default=True,
+    help="Write report.html + report.md (see `edgetl report`).",
+)
 
 
 def _split_formats(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -68,8 +78,15 @@ def _split_formats(ctx: click.Context, param: click.Parameter, value: tuple[str,
 
 def formats_option(help: str) -> Callable:
     """--format NAME, repeatable or comma-separated (`--formats a,b` is the same option)."""
-    return click.option("--format", "--formats", "formats", multiple=True, callback=_split_formats, metavar="FORMAT",
-                        help=f"{help} Repeatable or comma-separated: {FORMAT_HELP}.")
+    return click.option(
+        "--format",
+        "--formats",
+        "formats",
+        multiple=True,
+        callback=_split_formats,
+        metavar="FORMAT",
+        help=f"{help} Repeatable or comma-separated: {FORMAT_HELP}.",
+    )
 
 
 def echo_json(data: Any) -> None:
@@ -102,8 +119,9 @@ def try_report(folder: str | Path, as_json: bool = False) -> Path | None:
     try:
         html_path, _ = write_report(folder)
     except Exception as exc:  # noqa: BLE001 - any report bug must not fail a finished train/export
-        click.echo(f"warning: report not written ({type(exc).__name__}: {exc}); "
-                   f"retry with `edgetl report {folder}`", err=True)
+        click.echo(
+            f"warning: report not written ({type(exc).__name__}: {exc}); retry with `edgetl report {folder}`", err=True
+        )
         return None
     log_to(as_json)(f"report: {html_path}")
     return html_path

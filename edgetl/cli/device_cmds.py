@@ -11,7 +11,8 @@ import sys
 
 import click
 
-from edgetl.cli.common import FORMAT_HELP, THREADS_OPTION as THREADS, echo_json, formats_option, given, json_option, with_default
+from edgetl.cli.common import FORMAT_HELP, echo_json, formats_option, given, json_option, with_default
+from edgetl.cli.common import THREADS_OPTION as THREADS
 from edgetl.runtime.retrain import RetrainConfig
 
 
@@ -20,15 +21,29 @@ from edgetl.runtime.retrain import RetrainConfig
 @click.argument("sources", nargs=-1)
 @click.option("--top-k", "top_k", type=click.IntRange(min=1), default=1, show_default=True, help="Labels per image.")
 @THREADS
-@click.option("--format", "fmt", default=None, metavar="FORMAT",
-              help=f"Model format (default: best available, tflite-int8 first): {FORMAT_HELP}.")
+@click.option(
+    "--format",
+    "fmt",
+    default=None,
+    metavar="FORMAT",
+    help=f"Model format (default: best available, tflite-int8 first): {FORMAT_HELP}.",
+)
 @json_option("One JSON object per line (JSON lines), errors on stderr.")
-@click.option("--camera", default=None, metavar="SPEC",
-              help="Camera: device index (0, 1, ...), 'picamera' (Picamera2), or with OpenCV a device path "
-                   "(/dev/video2), a video file (clip.mp4) or a stream URL (rtsp://host/stream).")
+@click.option(
+    "--camera",
+    default=None,
+    metavar="SPEC",
+    help="Camera: device index (0, 1, ...), 'picamera' (Picamera2), or with OpenCV a device path "
+    "(/dev/video2), a video file (clip.mp4) or a stream URL (rtsp://host/stream).",
+)
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N camera frames.")
-@click.option("--fps-every", type=click.FloatRange(min=0), default=10.0, show_default=True,
-              help="Seconds between FPS reports on stderr (camera; 0: off).")
+@click.option(
+    "--fps-every",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds between FPS reports on stderr (camera; 0: off).",
+)
 @click.pass_context
 def run_cmd(ctx, bundle, sources, top_k, threads, fmt, as_json, camera, max_frames, fps_every):
     """Classify images (files, folders, globs, '-' = paths on stdin) or camera frames with BUNDLE.
@@ -43,7 +58,9 @@ def run_cmd(ctx, bundle, sources, top_k, threads, fmt, as_json, camera, max_fram
     from edgetl.runtime import cameras, headwatch, paths, runner
 
     if camera is None and not sources:
-        raise ConfigError("give images, folders, globs or '-' (paths on stdin), or --camera N|picamera|/dev/videoN|FILE|URL")
+        raise ConfigError(
+            "give images, folders, globs or '-' (paths on stdin), or --camera N|picamera|/dev/videoN|FILE|URL"
+        )
     if camera is not None and sources:
         raise ConfigError("use either image SOURCEs or --camera, not both")
     # made before the predictor opens, so that a head swapped in meanwhile is seen
@@ -51,8 +68,9 @@ def run_cmd(ctx, bundle, sources, top_k, threads, fmt, as_json, camera, max_fram
     predictor = runner.open_predictor(bundle, fmt, threads)
     if camera is not None:
         source = cameras.open_camera(camera)
-        runner.run_camera(predictor, source, sys.stdout, sys.stderr, top_k, as_json, max_frames, fps_every,
-                          head_watch=head_watch)
+        runner.run_camera(
+            predictor, source, sys.stdout, sys.stderr, top_k, as_json, max_frames, fps_every, head_watch=head_watch
+        )
         return
     summary = runner.run_paths(predictor, paths.iter_paths(sources), sys.stdout, sys.stderr, top_k, as_json)
     if summary.failed:
@@ -67,35 +85,65 @@ RETRAIN = RetrainConfig(data="")  # its defaults, shown in --help
 @click.argument("bundle", type=click.Path(file_okay=False))
 @click.option("--data", required=True, type=click.Path(), help="Folder of <class>/<images>.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help=with_default("Epochs.", RETRAIN.epochs))
-@click.option("--holdout", type=float, default=None,
-              help=with_default("Fraction held out per class to compare heads.", RETRAIN.holdout))
+@click.option(
+    "--holdout",
+    type=float,
+    default=None,
+    help=with_default("Fraction held out per class to compare heads.", RETRAIN.holdout),
+)
 @click.option("--force", is_flag=True, help="Swap in the new head even if it is less accurate.")
 @click.option("--allow-new-classes", is_flag=True, help="Accept class folders the current head does not know.")
-@click.option("--hidden", type=click.IntRange(min=0), default=None,
-              help=with_default("Hidden units (0: softmax regression).", RETRAIN.hidden))
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
-              help=with_default("Learning rate.", RETRAIN.learning_rate))
-@click.option("--seed", type=int, default=None, help=with_default("Seed of the holdout split and initialisation.", RETRAIN.seed))
-@click.option("--base-format", default=None, help="Base model to extract features with (default: base-tflite-int8 or best).")
+@click.option(
+    "--hidden",
+    type=click.IntRange(min=0),
+    default=None,
+    help=with_default("Hidden units (0: softmax regression).", RETRAIN.hidden),
+)
+@click.option(
+    "--learning-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help=with_default("Learning rate.", RETRAIN.learning_rate),
+)
+@click.option(
+    "--seed", type=int, default=None, help=with_default("Seed of the holdout split and initialisation.", RETRAIN.seed)
+)
+@click.option(
+    "--base-format", default=None, help="Base model to extract features with (default: base-tflite-int8 or best)."
+)
 @THREADS
 @json_option("Print the result (accuracies, counts, head record) as JSON.")
-def update_head_cmd(bundle, data, epochs, holdout, force, allow_new_classes, hidden, learning_rate, seed,
-                    base_format, threads, as_json):
+def update_head_cmd(
+    bundle, data, epochs, holdout, force, allow_new_classes, hidden, learning_rate, seed, base_format, threads, as_json
+):
     """Retrain BUNDLE's head on the device (numpy) and swap it in if it is at least as accurate.
 
     Exit code 3 when the new head is less accurate on the held-out images (kept the current one).
     """
     from edgetl.runtime.retrain import update_head
 
-    cfg = RetrainConfig(data=data, force=force, allow_new_classes=allow_new_classes,
-                        **given(epochs=epochs, holdout=holdout, hidden=hidden, learning_rate=learning_rate, seed=seed,
-                                threads=threads, base_format=base_format))
+    cfg = RetrainConfig(
+        data=data,
+        force=force,
+        allow_new_classes=allow_new_classes,
+        **given(
+            epochs=epochs,
+            holdout=holdout,
+            hidden=hidden,
+            learning_rate=learning_rate,
+            seed=seed,
+            threads=threads,
+            base_format=base_format,
+        ),
+    )
     result = update_head(bundle, cfg, err=sys.stderr)  # looked up now: the default was bound at import
     if as_json:
         echo_json(dataclasses.asdict(result))
         return
-    click.echo(f"features: {result.new_images} new, {result.cached_images} cached, {result.failed_images} failed; "
-               f"train {result.num_train}, holdout {result.num_holdout}")
+    click.echo(
+        f"features: {result.new_images} new, {result.cached_images} cached, {result.failed_images} failed; "
+        f"train {result.num_train}, holdout {result.num_holdout}"
+    )
     click.echo(f"held-out accuracy: current {result.current_accuracy:.1%}, new {result.new_accuracy:.1%}")
     click.echo(f"swapped in device head {result.record['file']} ({', '.join(result.classes)})")
 

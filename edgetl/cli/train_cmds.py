@@ -17,10 +17,15 @@ import click
 
 from edgetl.cli.common import REPORT_OPTION, echo_json, json_option, log_to, stdout_to_stderr, try_report
 from edgetl.models.bases import BASES
-from edgetl.train.config import FIELDS, _HINTS
+from edgetl.train.config import _HINTS, FIELDS
 
-BASE_OPTION = click.option("--base", type=click.Choice(list(BASES)), default=FIELDS["base"].default, show_default=True,
-                           help="Pretrained base (the registry, edgetl.models.bases).")
+BASE_OPTION = click.option(
+    "--base",
+    type=click.Choice(list(BASES)),
+    default=FIELDS["base"].default,
+    show_default=True,
+    help="Pretrained base (the registry, edgetl.models.bases).",
+)
 POOLINGS = ("avg", "max", "none")  # edgetl.train.extract.feature_model: pooled vectors, or the feature map
 SHORT = {"out": ("-o",)}  # short aliases of config flags; -o means --out in every command
 
@@ -46,15 +51,20 @@ def config_options(func):
             default = FIELDS[name].default
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
             names = (f"--{flag}", *SHORT.get(name, ()))
-            func = click.option(*names, name, type=_flag_type(name), default=None,
-                                help=f"{meta['help']} [default: {shown}]")(func)
+            func = click.option(
+                *names, name, type=_flag_type(name), default=None, help=f"{meta['help']} [default: {shown}]"
+            )(func)
     return func
 
 
 @click.command(short_help="Train a classifier into a run folder (--out).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of TrainConfig keys.")
-@click.option("--resume/--no-resume", default=True, show_default=True,
-              help="Continue from RUN/checkpoints when it was written by the same config and data.")
+@click.option(
+    "--resume/--no-resume",
+    default=True,
+    show_default=True,
+    help="Continue from RUN/checkpoints when it was written by the same config and data.",
+)
 @REPORT_OPTION
 @json_option("Print metrics.json (+ run, report paths) as JSON on stdout; progress goes to stderr.")
 @config_options
@@ -72,9 +82,11 @@ def train(config_file, resume, make_report, as_json, **flags):
     with stdout_to_stderr(as_json):
         metrics = run_training(config, resume=resume, echo=log)
     out = Path(config.out).expanduser()
-    log(f"val_accuracy {metrics['val_accuracy']:.4f}  val_loss {metrics['val_loss']:.4f}  "
+    log(
+        f"val_accuracy {metrics['val_accuracy']:.4f}  val_loss {metrics['val_loss']:.4f}  "
         f"train {metrics['num_train']} / val {metrics['num_val']} images  "
-        f"skipped {len(metrics['skipped'])}  {metrics['train_seconds']:.1f}s")
+        f"skipped {len(metrics['skipped'])}  {metrics['train_seconds']:.1f}s"
+    )
     log(f"run folder: {out}")
     html = try_report(out, as_json) if make_report and metrics.get("chief", True) else None  # multi_worker: chief only
     if as_json:
@@ -121,17 +133,25 @@ def read_labels(path: str | None, num_outputs: int) -> list[str]:
     if len(lines) == num_outputs + 1:  # TF-slim style: line 0 is 'background', Keras class k is line k+1
         return lines[1:]
     if len(lines) != num_outputs:
-        raise ConfigError(f"labels file {path} has {len(lines)} lines; the model has {num_outputs} classes "
-                          f"(expected {num_outputs} or {num_outputs + 1} with 'background' first)")
+        raise ConfigError(
+            f"labels file {path} has {len(lines)} lines; the model has {num_outputs} classes "
+            f"(expected {num_outputs} or {num_outputs + 1} with 'background' first)"
+        )
     return lines
 
 
 @click.command(short_help="Classify images with a plain ImageNet model.")
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @BASE_OPTION
-@click.option("--weights", default=FIELDS["weights"].default, show_default=True, help="imagenet or a .h5 file WITH the top.")
-@click.option("--labels", "labels_file", type=click.Path(dir_okay=False),
-              help="One class per line (1000 or 1001) [default: the ImageNet names shipped with edgetl].")
+@click.option(
+    "--weights", default=FIELDS["weights"].default, show_default=True, help="imagenet or a .h5 file WITH the top."
+)
+@click.option(
+    "--labels",
+    "labels_file",
+    type=click.Path(dir_okay=False),
+    help="One class per line (1000 or 1001) [default: the ImageNet names shipped with edgetl].",
+)
 @click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True)
 @json_option("Print a JSON list of {path, top: [{index, label, score}]} (or {path, error}).")
 @click.pass_context
@@ -140,8 +160,8 @@ def classify(ctx, images, base, weights, labels_file, top_k, as_json):
 
     Exit code 1 if any image could not be decoded (an `error:` line each on stderr).
     """
-    from edgetl.models.bases import build_base, get_base
     from edgetl.errors import ImageError
+    from edgetl.models.bases import build_base, get_base
     from edgetl.runtime.image import load_rgb, preprocess
 
     spec = get_base(base)
@@ -176,24 +196,38 @@ def classify(ctx, images, base, weights, labels_file, top_k, as_json):
 @click.option("--cut-layer", default=None, help="Layer whose output is the feature (see `edgetl layers`).")
 @click.option("--pooling", type=click.Choice(POOLINGS), default=POOLINGS[0], show_default=True)
 @click.option("--cache-dir", default=FIELDS["cache_dir"].default, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1, 64), default=64, show_default=True,
-              help="Images per base call (smaller: less memory for large bases and inputs).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 64),
+    default=64,
+    show_default=True,
+    help="Images per base call (smaller: less memory for large bases and inputs).",
+)
 @json_option("Print {out, shape, num_images, classes, skipped} as JSON.")
 def features(data, out, base, weights, input_size, cut_layer, pooling, cache_dir, batch_size, as_json):
     """Extract base features of every image into an .npz (features, labels, paths, splits, classes)."""
     import numpy as np
 
     from edgetl.models.bases import build_base, get_base
+    from edgetl.runtime import atomic
     from edgetl.train.data import all_images
     from edgetl.train.extract import FeatureExtractor
-    from edgetl.runtime import atomic
 
     spec = get_base(base)
     size = input_size or spec.default_size
     root, classes, items = all_images(data)
     model = build_base(spec, size, weights, cut_layer)
-    cache = FeatureExtractor(model, base_name=spec.name, cut_layer=cut_layer, input_size=size, scale=spec.scale,
-                         offset=spec.offset, pooling=pooling, cache_dir=cache_dir, batch_size=batch_size)
+    cache = FeatureExtractor(
+        model,
+        base_name=spec.name,
+        cut_layer=cut_layer,
+        input_size=size,
+        scale=spec.scale,
+        offset=spec.offset,
+        pooling=pooling,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+    )
     with stdout_to_stderr(as_json):
         result = cache.extract([p for p, _, _ in items], 0, desc="features")
     for path, reason in result.skipped:
@@ -210,11 +244,20 @@ def features(data, out, base, weights, input_size, cut_layer, pooling, cache_dir
     with atomic.atomic_path(out, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
     if as_json:
-        echo_json({"out": str(out), "shape": list(arrays["features"].shape), "num_images": len(kept),
-                   "classes": classes, "skipped": [{"path": str(p), "reason": r} for p, r in result.skipped]})
+        echo_json(
+            {
+                "out": str(out),
+                "shape": list(arrays["features"].shape),
+                "num_images": len(kept),
+                "classes": classes,
+                "skipped": [{"path": str(p), "reason": r} for p, r in result.skipped],
+            }
+        )
         return
-    click.echo(f"wrote {out}: features {arrays['features'].shape} for {len(kept)} images, "
-               f"{len(classes)} classes, {len(result.skipped)} skipped")
+    click.echo(
+        f"wrote {out}: features {arrays['features'].shape} for {len(kept)} images, "
+        f"{len(classes)} classes, {len(result.skipped)} skipped"
+    )
 
 
 COMMANDS = [train, layers, classify, features]

@@ -8,9 +8,10 @@ requested format is; `ladder` lists the fallbacks tried when an int8 model fails
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgetl.errors import ExportError
 from edgetl.export.ladder import ONNX_LADDER, TFLITE_LADDER, Rung

@@ -16,10 +16,11 @@ import json
 import os
 import shutil
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgetl import __version__
 from edgetl.errors import ExportError, GateError
@@ -80,18 +81,34 @@ def write_archive(bundle: Path) -> Path:
 def manifest_for(run, entries: dict, head_entry: dict | None, options: ExportOptions) -> dict[str, Any]:
     info = run.info
     return {
-        "format_version": FORMAT_VERSION, "edgetl_version": __version__,
+        "format_version": FORMAT_VERSION,
+        "edgetl_version": __version__,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "source_run": {"path": str(run.root.resolve()), "config": run.config().to_dict()},
         "classes": run.classes,
-        "input": {"size": run.input_size, "color": info["preprocessing"].get("color", "RGB"), "layout": "NHWC",
-                  "resize": "bilinear", "scale": run.scale, "offset": run.offset},
-        "base": {"name": info.get("base"), "cut_layer": info.get("cut_layer"), "feature_shape": info.get("feature_shape")},
+        "input": {
+            "size": run.input_size,
+            "color": info["preprocessing"].get("color", "RGB"),
+            "layout": "NHWC",
+            "resize": "bilinear",
+            "scale": run.scale,
+            "offset": run.offset,
+        },
+        "base": {
+            "name": info.get("base"),
+            "cut_layer": info.get("cut_layer"),
+            "feature_shape": info.get("feature_shape"),
+        },
         "output": info.get("output"),
         "models": entries,
         **({"head": head_entry} if head_entry else {}),
-        "export": {"formats": list(options.formats), "io": options.io, "calibration": options.calibration,
-                   "calibration_method": options.calibration_method, "max_drop_pp": options.max_drop},
+        "export": {
+            "formats": list(options.formats),
+            "io": options.io,
+            "calibration": options.calibration,
+            "calibration_method": options.calibration_method,
+            "max_drop_pp": options.max_drop,
+        },
     }
 
 
@@ -144,7 +161,14 @@ def make_gate(sources: Sources, options: ExportOptions, log: Callable[[str], Non
 
     (None, None) when there is nothing to validate on; gate None when no --max-drop is set.
     """
-    from edgetl.export.validate import drop_pp, file_predictor, keras_outputs, load_eval_set, run_images, to_probabilities
+    from edgetl.export.validate import (
+        drop_pp,
+        file_predictor,
+        keras_outputs,
+        load_eval_set,
+        run_images,
+        to_probabilities,
+    )
 
     run = sources.run
     val_files = run.files("val")
@@ -156,7 +180,9 @@ def make_gate(sources: Sources, options: ExportOptions, log: Callable[[str], Non
     evalset = load_eval_set(val_files, run.classes, run.input_size, run.scale, run.offset)
     if options.max_drop is None:
         return evalset, None
-    keras_acc = float((to_probabilities(keras_outputs(sources.fused, evalset.images).values).argmax(1) == evalset.labels).mean())
+    keras_acc = float(
+        (to_probabilities(keras_outputs(sources.fused, evalset.images).values).argmax(1) == evalset.labels).mean()
+    )
 
     def gate(path: Path, runtime: str) -> tuple[bool, float]:
         probs = to_probabilities(run_images(file_predictor(path, runtime), evalset.images).values)
@@ -166,8 +192,9 @@ def make_gate(sources: Sources, options: ExportOptions, log: Callable[[str], Non
     return evalset, gate
 
 
-def convert_one(name: str, model, calibration, job: Job, out: Path, gate: Gate | None,
-                log) -> tuple[Path, QuantSpec, dict | None]:
+def convert_one(
+    name: str, model, calibration, job: Job, out: Path, gate: Gate | None, log
+) -> tuple[Path, QuantSpec, dict | None]:
     """Convert one model; int8 formats with a gate climb the ladder until a rung passes."""
     converter = CONVERTERS[name]
     if converter.ladder is None or gate is None:
@@ -177,8 +204,12 @@ def convert_one(name: str, model, calibration, job: Job, out: Path, gate: Gate |
     count = iter(range(1000))
 
     def build(spec: QuantSpec) -> Path:
-        return converter.convert(model, calibration, Job(spec, job.size, job.classes, job.info),
-                                 scratch / f"{out.stem}.{next(count)}{out.suffix}")
+        return converter.convert(
+            model,
+            calibration,
+            Job(spec, job.size, job.classes, job.info),
+            scratch / f"{out.stem}.{next(count)}{out.suffix}",
+        )
 
     def check(path: Path) -> tuple[bool, float]:
         passed, drop = gate(path, FORMATS[name].runtime)
@@ -195,24 +226,37 @@ def convert_one(name: str, model, calibration, job: Job, out: Path, gate: Gate |
     return out, result.spec, result.to_json()
 
 
-def write_format(name: str, sources: Sources, options: ExportOptions, folder: Path, gate: Gate | None,
-                 log) -> dict[str, dict]:
+def write_format(
+    name: str, sources: Sources, options: ExportOptions, folder: Path, gate: Gate | None, log
+) -> dict[str, dict]:
     """One format into `folder`: the fused model (gated) and, in split form, the base -> manifest entries."""
     run, fmt = sources.run, FORMATS[name]
-    common = {"input_size": run.input_size, "output": run.info.get("output"),
-              "preprocessing": {"scale": run.scale, "offset": run.offset, "color": "RGB"}}
+    common = {
+        "input_size": run.input_size,
+        "output": run.info.get("output"),
+        "preprocessing": {"scale": run.scale, "offset": run.offset, "color": "RGB"},
+    }
     log(f"converting {name}")
-    job = Job(CONVERTERS[name].spec(options), run.input_size, tuple(run.classes), {**common, "format": name, "role": "fused"})
-    path, spec, ladder = convert_one(name, sources.models[name], sources.calibration, job,
-                                     folder / f"model_{fmt.stem}{fmt.suffix}", gate, log)
+    job = Job(
+        CONVERTERS[name].spec(options), run.input_size, tuple(run.classes), {**common, "format": name, "role": "fused"}
+    )
+    path, spec, ladder = convert_one(
+        name, sources.models[name], sources.calibration, job, folder / f"model_{fmt.stem}{fmt.suffix}", gate, log
+    )
     mediapipe = add_mediapipe(path, run, log) if options.mediapipe_metadata and fmt.runtime == "tflite" else None
-    entries = {name: {**model_entry(folder, path, fmt, "fused", spec), **({"ladder": ladder} if ladder else {}),
-                      **({"mediapipe_metadata": mediapipe} if mediapipe is not None else {})}}
+    entries = {
+        name: {
+            **model_entry(folder, path, fmt, "fused", spec),
+            **({"ladder": ladder} if ladder else {}),
+            **({"mediapipe_metadata": mediapipe} if mediapipe is not None else {}),
+        }
+    }
     if options.split and fmt.split:
         log(f"converting base-{name}")
         base_job = Job(spec, run.input_size, tuple(run.classes), {**common, "format": f"base-{name}", "role": "base"})
-        base_path = CONVERTERS[name].convert(sources.base, sources.calibration, base_job,
-                                             folder / f"base_{fmt.stem}{fmt.suffix}")
+        base_path = CONVERTERS[name].convert(
+            sources.base, sources.calibration, base_job, folder / f"base_{fmt.stem}{fmt.suffix}"
+        )
         entries[f"base-{name}"] = model_entry(folder, base_path, fmt, "base", spec)
     return entries
 
@@ -244,7 +288,9 @@ def export_run(run_dir: str | Path, options: ExportOptions, log: Callable[[str],
             for name in sources.formats:
                 entries.update(write_format(name, sources, options, tmp, gate, log))
             head_entry = write_head(sources, tmp) if options.split else None
-            atomic.write_text(tmp / MANIFEST, json.dumps(manifest_for(sources.run, entries, head_entry, options), indent=1))
+            atomic.write_text(
+                tmp / MANIFEST, json.dumps(manifest_for(sources.run, entries, head_entry, options), indent=1)
+            )
             if evalset is not None:
                 report = validate_bundle(tmp, evalset, options.max_drop, keras_model=sources.fused, log=log)
                 log(table(report))
@@ -252,7 +298,12 @@ def export_run(run_dir: str | Path, options: ExportOptions, log: Callable[[str],
         raise ExportError(f"cannot write the bundle to {out}: {exc.strerror}; choose another --out") from None
     archive = write_archive(out) if options.archive else None
     manifest = json.loads((out / MANIFEST).read_text())
-    result = {"bundle": str(out), "manifest": manifest, "validation": report, "archive": str(archive) if archive else None}
+    result = {
+        "bundle": str(out),
+        "manifest": manifest,
+        "validation": report,
+        "archive": str(archive) if archive else None,
+    }
     if report is not None:
         try:
             check_gate(report)

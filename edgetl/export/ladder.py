@@ -9,8 +9,9 @@ passes, the caller keeps the requested (rung 0) model, reports it as failing and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from edgetl.errors import ExportError
 from edgetl.export.options import METHODS
@@ -55,8 +56,13 @@ class Attempt:
     detail: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"rung": self.rung, "status": self.status, "drop_pp": self.drop_pp, "detail": self.detail,
-                "spec": {k: v for k, v in vars(self.spec).items()}}
+        return {
+            "rung": self.rung,
+            "status": self.status,
+            "drop_pp": self.drop_pp,
+            "detail": self.detail,
+            "spec": {k: v for k, v in vars(self.spec).items()},
+        }
 
 
 @dataclass
@@ -70,8 +76,13 @@ class LadderResult:
         return {"passed_rung": self.chosen, "attempts": [a.to_json() for a in self.attempts]}
 
 
-def climb(rungs: tuple[Rung, ...], spec: QuantSpec, available: int,
-          build: Callable[[QuantSpec], Any], gate: Callable[[Any], tuple[bool, float]]) -> LadderResult:
+def climb(
+    rungs: tuple[Rung, ...],
+    spec: QuantSpec,
+    available: int,
+    build: Callable[[QuantSpec], Any],
+    gate: Callable[[Any], tuple[bool, float]],
+) -> LadderResult:
     """Build and gate each rung in turn; stop at the first that passes."""
     attempts: list[Attempt] = []
     tried: set[QuantSpec] = set()
@@ -94,5 +105,7 @@ def climb(rungs: tuple[Rung, ...], spec: QuantSpec, available: int,
         if passed:
             return LadderResult(rung.name, artifact, rung_spec, attempts)
     if fallback is None:
-        raise ExportError(f"every rung of the quantization ladder failed to convert: {attempts[0].detail if attempts else ''}")
+        raise ExportError(
+            f"every rung of the quantization ladder failed to convert: {attempts[0].detail if attempts else ''}"
+        )
     return LadderResult(None, fallback[0], fallback[1], attempts)

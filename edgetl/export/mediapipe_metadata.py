@@ -23,8 +23,9 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,8 +33,10 @@ from edgetl.errors import ExportError
 from edgetl.runtime.atomic import atomic_path
 
 DEFAULT_VENV = Path("~/.cache/edgetl/mediapipe-venv").expanduser()
-INSTALL_HINT = ("install mediapipe==0.10.21 in its own venv with scripts/setup_mediapipe_venv.sh "
-                "and set EDGETL_MEDIAPIPE_PYTHON to its python")
+INSTALL_HINT = (
+    "install mediapipe==0.10.21 in its own venv with scripts/setup_mediapipe_venv.sh "
+    "and set EDGETL_MEDIAPIPE_PYTHON to its python"
+)
 MODEL_NAME = "edgetl image classifier"
 UINT8 = 3  # tflite schema TensorType.UINT8
 LABELS_FILE = "labels.txt"
@@ -77,15 +80,19 @@ def _write(tflite_in: str, tflite_out: str, labels: list[str], mean: float, std:
         raise ExportError(f"{tflite_in}: MediaPipe's ImageClassifier needs one input and one output tensor")
     units = int(subgraph.Tensors(subgraph.Outputs(0)).ShapeAsNumpy()[-1])
     if units != len(labels):
-        raise ExportError(f"{tflite_in} has {units} output score(s) but {len(labels)} labels; MediaPipe needs one "
-                          "score per class (export a 2-column output for a sigmoid head)")
+        raise ExportError(
+            f"{tflite_in} has {units} output score(s) but {len(labels)} labels; MediaPipe needs one "
+            "score per class (export a 2-column output for a sigmoid head)"
+        )
     _check_uint8_input(tflite_in, subgraph.Tensors(subgraph.Inputs(0)), mean, std)
     writer = metadata_writer.MetadataWriter.create(buffer)
     writer.add_general_info(MODEL_NAME, f"Classifies an image into {len(labels)} classes: {', '.join(labels)}.")
-    writer.add_image_input([mean], [std], name="image",
-                           description=f"RGB image, pixels normalized as (x - {mean:g}) / {std:g}.")
-    writer.add_classification_output(metadata_writer.Labels().add(labels), name="probability",
-                                     description="Probability of each class (labels.txt).")
+    writer.add_image_input(
+        [mean], [std], name="image", description=f"RGB image, pixels normalized as (x - {mean:g}) / {std:g}."
+    )
+    writer.add_classification_output(
+        metadata_writer.Labels().add(labels), name="probability", description="Probability of each class (labels.txt)."
+    )
     model, metadata_json = writer.populate()
     model = append_packed_files(bytes(model), {k: v for k, v in packed.items() if k != LABELS_FILE})
     with atomic_path(tflite_out) as tmp:
@@ -132,8 +139,10 @@ def _check_uint8_input(name: str, tensor, mean: float, std: float) -> None:
         return
     scale, zero = float(scales[0]), int(zeros[0])
     if abs(scale * std - 1.0) > 0.01 or abs(zero - mean) > 1.0:
-        raise ExportError(f"{name}: uint8 input is quantized as (q - {zero}) * {scale:.6g} but MediaPipe feeds raw pixels; "
-                          f"it needs zero_point {mean:g} and scale {1 / std:.6g} (calibrate with black and white frames)")
+        raise ExportError(
+            f"{name}: uint8 input is quantized as (q - {zero}) * {scale:.6g} but MediaPipe feeds raw pixels; "
+            f"it needs zero_point {mean:g} and scale {1 / std:.6g} (calibrate with black and white frames)"
+        )
 
 
 def _read(tflite: str) -> dict[str, Any]:
@@ -144,7 +153,9 @@ def _read(tflite: str) -> dict[str, Any]:
     displayer = metadata.MetadataDisplayer.with_model_file(tflite)
     md = json.loads(displayer.get_metadata_json())
     outputs = md.get("subgraph_metadata", [{}])[0].get("output_tensor_metadata", [])
-    label_files = [f["name"] for t in outputs for f in t.get("associated_files", []) if f.get("type") == "TENSOR_AXIS_LABELS"]
+    label_files = [
+        f["name"] for t in outputs for f in t.get("associated_files", []) if f.get("type") == "TENSOR_AXIS_LABELS"
+    ]
     labels = displayer.get_associated_file_buffer(label_files[0]).decode("utf-8").splitlines() if label_files else None
     return {"metadata": md, "files": sorted(displayer.get_packed_associated_file_list()), "labels": labels}
 
@@ -183,11 +194,16 @@ def _run(task: str, python: str | None, **kwargs: Any) -> Any:
         return TASKS[task](**kwargs)
     package_root = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([python, "-m", "edgetl.export.mediapipe_metadata", task, json.dumps(kwargs)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [python, "-m", "edgetl.export.mediapipe_metadata", task, json.dumps(kwargs)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
-        reason = next((line[len("error: "):] for line in reversed(lines) if line.startswith("error: ")), None)
+        reason = next((line[len("error: ") :] for line in reversed(lines) if line.startswith("error: ")), None)
         raise ExportError(reason or f"MediaPipe {task} failed in {python}: {lines[-1] if lines else 'no output'}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -195,8 +211,14 @@ def _run(task: str, python: str | None, **kwargs: Any) -> Any:
 # ------------------------------------------------------------------------------ public API
 
 
-def add_mediapipe_metadata(tflite_in: str | Path, tflite_out: str | Path, labels: Sequence[str],
-                           scale: float, offset: float, python: str | None = None) -> Path:
+def add_mediapipe_metadata(
+    tflite_in: str | Path,
+    tflite_out: str | Path,
+    labels: Sequence[str],
+    scale: float,
+    offset: float,
+    python: str | None = None,
+) -> Path:
     """Write a copy of `tflite_in` with MediaPipe/TFLite metadata to `tflite_out` (atomically)."""
     labels = [str(label) for label in labels]
     if not labels or any(not label.strip() or "\n" in label for label in labels):
@@ -204,8 +226,15 @@ def add_mediapipe_metadata(tflite_in: str | Path, tflite_out: str | Path, labels
     if not Path(tflite_in).is_file():
         raise ExportError(f"TFLite model not found: {tflite_in}")
     mean, std = normalization(scale, offset)
-    _run("write", python, tflite_in=str(Path(tflite_in).resolve()), tflite_out=str(Path(tflite_out).resolve()),
-         labels=labels, mean=mean, std=std)
+    _run(
+        "write",
+        python,
+        tflite_in=str(Path(tflite_in).resolve()),
+        tflite_out=str(Path(tflite_out).resolve()),
+        labels=labels,
+        mean=mean,
+        std=std,
+    )
     return Path(tflite_out)
 
 
@@ -214,8 +243,9 @@ def read_mediapipe_metadata(tflite: str | Path, python: str | None = None) -> di
     return _run("read", python, tflite=str(Path(tflite).resolve()))
 
 
-def classify_with_mediapipe(tflite: str | Path, images: Sequence[str | Path] | np.ndarray,
-                            python: str | None = None) -> list[dict]:
+def classify_with_mediapipe(
+    tflite: str | Path, images: Sequence[str | Path] | np.ndarray, python: str | None = None
+) -> list[dict]:
     """Top-1 {"label", "index", "score"} per image from MediaPipe Tasks' ImageClassifier.
 
     `images`: file paths, which MediaPipe decodes and resizes with its own code, or a uint8

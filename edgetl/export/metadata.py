@@ -35,8 +35,11 @@ def tflite_with_labels(model: bytes, classes: list[str], info: dict[str, Any]) -
 
 def onnx_with_labels(model_proto, classes: list[str], info: dict[str, Any]):
     """Set metadata_props on an onnx.ModelProto (in place) and return it."""
-    props = {"classes": json.dumps(list(classes)), "edgetl_preprocessing": json.dumps(info.get("preprocessing", {})),
-             "edgetl": json.dumps(info)}
+    props = {
+        "classes": json.dumps(list(classes)),
+        "edgetl_preprocessing": json.dumps(info.get("preprocessing", {})),
+        "edgetl": json.dumps(info),
+    }
     kept = [p for p in model_proto.metadata_props if p.key not in props]
     del model_proto.metadata_props[:]
     for prop in kept:
@@ -60,7 +63,9 @@ def _onnx_props(path: Path) -> dict[str, str]:
     try:
         import onnxruntime as ort
 
-        return dict(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map)
+        return dict(
+            ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+        )
     except ImportError:
         import onnx
 

@@ -35,7 +35,6 @@ class ExportOptions:
     mediapipe_metadata: bool = False
 
 
-
 def check_options(options: ExportOptions) -> None:
     unknown = [f for f in options.formats if f not in FORMATS]
     if unknown:
@@ -45,6 +44,8 @@ def check_options(options: ExportOptions) -> None:
     if options.io not in IO_TYPES:
         raise ExportError(f"--io must be one of {', '.join(IO_TYPES)}; got {options.io!r}")
     if options.calibration_method not in METHODS:
-        raise ExportError(f"--calibration-method must be one of {', '.join(METHODS)}; got {options.calibration_method!r}")
+        raise ExportError(
+            f"--calibration-method must be one of {', '.join(METHODS)}; got {options.calibration_method!r}"
+        )
     if options.calibration < 1:
         raise ExportError(f"--calibration must be at least 1; got {options.calibration}")

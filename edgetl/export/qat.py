@@ -12,7 +12,7 @@ ranges replace calibration for the head, the base is still calibrated.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -78,8 +78,11 @@ def qat_classifier(run, fused, epochs: int, log: Callable[[str], None] = print):
         raise ExportError(f"QAT: the head cannot be quantization-wrapped: {str(exc).splitlines()[0][:160]}") from None
     init_ranges(head, qhead, features)
     sigmoid = run.info.get("output") == "sigmoid"
-    qhead.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                  loss="binary_crossentropy" if sigmoid else "sparse_categorical_crossentropy", metrics=["accuracy"])
+    qhead.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss="binary_crossentropy" if sigmoid else "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     targets = labels.astype(np.float32)[:, None] if sigmoid else labels
     history = qhead.fit(features, targets, epochs=epochs, batch_size=config.batch_size, verbose=0, shuffle=True)
     log(f"QAT: {epochs} epoch(s), final train accuracy {history.history['accuracy'][-1]:.3f}")

@@ -1,8 +1,9 @@
 """The converters: Keras model -> .tflite / .onnx at a given precision.
 
 Full-integer models are calibrated on a representative dataset (edgetl.export.representative:
-a class-stratified sample of the run's training split, preprocessed as in training). int8 TFLite pins `TFLITE_BUILTINS_INT8`: a graph that cannot be fully quantized fails
-instead of silently keeping float ops. Everything a conversion depends on is a `QuantSpec`
+a class-stratified sample of the run's training split, preprocessed as in training). int8
+TFLite pins `TFLITE_BUILTINS_INT8`: a graph that cannot be fully quantized fails instead of
+silently keeping float ops. Everything a conversion depends on is a `QuantSpec`
 so the fallback ladder (edgetl.export.ladder) can describe each rung as a change to it.
 Every .tflite is passed through `edgetl.export.tflite_compact.compact` (lossless: identical vectors
 such as the per-channel int64 zero points are stored once), which takes the int8 MobileNetV2
@@ -22,7 +23,6 @@ import numpy as np
 
 from edgetl.errors import ExportError
 from edgetl.export.representative import Calibration
-
 
 
 @dataclass(frozen=True)
@@ -47,18 +47,20 @@ class QuantSpec:
     per_channel: bool = True
     float_ends: bool = False
 
-    def replace(self, **changes: Any) -> "QuantSpec":
+    def replace(self, **changes: Any) -> QuantSpec:
         return dataclasses.replace(self, **changes)
 
 
 # --- TFLite ------------------------------------------------------------------------------
 
+
 def _tflite_layers(model_bytes: bytes) -> list[str]:
     """Output tensor names of the first CONV_2D and the last FULLY_CONNECTED op (for float_ends)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interp = Interpreter(model_content=model_bytes,
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp = Interpreter(
+        model_content=model_bytes, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
     tensors = interp.get_tensor_details()
     ops = interp._get_ops_details()  # noqa: SLF001 - the only way to list ops
     convs = [op for op in ops if op["op_name"] == "CONV_2D"]
@@ -96,8 +98,10 @@ def _convert_tflite(model, spec: QuantSpec, calibration: Calibration | None) -> 
             for image in images:
                 yield [image[None]]
 
-        ops = {"int8": tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-               "int16": tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8}[spec.activations]
+        ops = {
+            "int8": tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+            "int16": tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+        }[spec.activations]
         converter = make()
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [ops]
@@ -112,13 +116,16 @@ def _convert_tflite(model, spec: QuantSpec, calibration: Calibration | None) -> 
         converter.inference_input_type = converter.inference_output_type = io
         options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names)
         debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=representative, debug_options=options)
+            converter=converter, debug_dataset=representative, debug_options=options
+        )
         return debugger.get_nondebug_quantized_model()
     except ExportError:
         raise
     except Exception as exc:  # noqa: BLE001 - the converter raises many types
-        raise ExportError(f"TFLite conversion ({spec.weights}/{spec.activations}) failed: "
-                          f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__}") from None
+        raise ExportError(
+            f"TFLite conversion ({spec.weights}/{spec.activations}) failed: "
+            f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__}"
+        ) from None
 
 
 def tflite_io_params(path: Path) -> dict[str, Any]:
@@ -126,8 +133,12 @@ def tflite_io_params(path: Path) -> dict[str, Any]:
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=str(path))
-    detail = lambda d: {"dtype": np.dtype(d["dtype"]).name, "scale": float(d["quantization"][0]),  # noqa: E731
-                        "zero_point": int(d["quantization"][1]), "shape": [int(v) for v in d["shape_signature"]]}
+    detail = lambda d: {
+        "dtype": np.dtype(d["dtype"]).name,
+        "scale": float(d["quantization"][0]),  # noqa: E731
+        "zero_point": int(d["quantization"][1]),
+        "shape": [int(v) for v in d["shape_signature"]],
+    }
     return {"input": detail(interp.get_input_details()[0]), "output": detail(interp.get_output_details()[0])}
 
 
@@ -138,8 +149,9 @@ OPSET = 17
 
 def onnx_float(model, size: int, out_path: Path) -> Path:
     """tf2onnx with an explicit NHWC float input named 'image' and a pinned opset."""
-    from edgetl._tf import tf
     import tf2onnx
+
+    from edgetl._tf import tf
 
     signature = (tf.TensorSpec((None, size, size, 3), tf.float32, name="image"),)
     try:
@@ -209,18 +221,27 @@ def onnx_int8(float_path: Path, spec: QuantSpec, calibration: Calibration, out_p
             extra["CalibStridedMinMax"] = calibration_chunk(len(images))  # see HISTOGRAM_CHUNK
         with contextlib.redirect_stdout(StringIO()):  # histogram calibrators print a line per chunk
             quantize_static(
-                str(pre), str(out_path), _Reader(images, "image"), quant_format=QuantFormat.QDQ,
-                per_channel=spec.per_channel, activation_type=QuantType.QInt16 if int16 else QuantType.QInt8,
-                weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
-                calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                                  "percentile": CalibrationMethod.Percentile}[spec.method],
-                extra_options=extra or None)
+                str(pre),
+                str(out_path),
+                _Reader(images, "image"),
+                quant_format=QuantFormat.QDQ,
+                per_channel=spec.per_channel,
+                activation_type=QuantType.QInt16 if int16 else QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=exclude,
+                calibrate_method={
+                    "minmax": CalibrationMethod.MinMax,
+                    "entropy": CalibrationMethod.Entropy,
+                    "percentile": CalibrationMethod.Percentile,
+                }[spec.method],
+                extra_options=extra or None,
+            )
     except ExportError:
         raise
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises many types
-        raise ExportError(f"ONNX int8 quantization ({spec.method}) failed: {str(exc).strip().splitlines()[0][:200]}") from None
+        raise ExportError(
+            f"ONNX int8 quantization ({spec.method}) failed: {str(exc).strip().splitlines()[0][:200]}"
+        ) from None
     finally:
         pre.unlink(missing_ok=True)
     return out_path
-
-

@@ -49,8 +49,10 @@ class Calibration:
             except (ImageError, OSError) as exc:
                 self.skipped.append(str(exc).splitlines()[0] if str(exc) else str(path))
         if not self._images:
-            raise ExportError(f"none of the {len(self.files)} calibration images could be decoded "
-                              f"(first error: {self.skipped[0] if self.skipped else 'no files'}); check the run's training data")
+            raise ExportError(
+                f"none of the {len(self.files)} calibration images could be decoded "
+                f"(first error: {self.skipped[0] if self.skipped else 'no files'}); check the run's training data"
+            )
         return np.stack(self._images[:n]), np.asarray(self._labels[:n])
 
     def warnings(self, n: int) -> list[str]:

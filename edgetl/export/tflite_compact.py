@@ -36,7 +36,7 @@ def _builder_class():
                 # Same as Builder.CreateNumpyVector, with the data start aligned like the converter's buffers.
                 self.StartVector(1, x.size, BUFFER_ALIGN)
                 self.head -= x.size
-                self.Bytes[self.head:self.head + x.size] = x.tobytes()
+                self.Bytes[self.head : self.head + x.size] = x.tobytes()
                 self.vectorNumElems = x.size
                 offset = self.EndVector()
             else:
@@ -112,8 +112,9 @@ def breakdown(data: bytes) -> dict[str, Any]:
                 parts["quant_scale"] += size(q, 8, 4)
                 parts["quant_zero_point_int64"] += size(q, 10, 8)
                 channels += q.ScaleLength() if q.ScaleLength() > 1 else 0
-    parts["metadata_buffers"] = sum(size(model.Buffers(model.Metadata(m).Buffer()), 4, 1)
-                                    for m in range(model.MetadataLength()))
+    parts["metadata_buffers"] = sum(
+        size(model.Buffers(model.Metadata(m).Buffer()), 4, 1) for m in range(model.MetadataLength())
+    )
     parts = {"tensor_data": sum(by_type.values()), **parts}
     parts["appended_zip"] = len(data) - len(split_packed_files(data)[0])
     parts["flatbuffer_structure_and_padding"] = len(data) - sum(parts.values())

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +87,9 @@ def to_probabilities(values: np.ndarray) -> np.ndarray:
     return two_class_probabilities(values) if values.shape[1] == 1 else values
 
 
-def load_eval_set(files: Iterable[tuple[Path, int]], classes: list[str], size: int, scale: float, offset: float) -> EvalSet:
+def load_eval_set(
+    files: Iterable[tuple[Path, int]], classes: list[str], size: int, scale: float, offset: float
+) -> EvalSet:
     paths, labels, images, skipped = [], [], [], []
     for path, label in files:
         try:
@@ -106,8 +109,10 @@ def eval_set_from_folder(data_dir: str | Path, classes: list[str], size: int, sc
     found = scan_class_folders(data_dir, allow_empty=True)
     unknown = sorted(set(found) - set(classes))
     if unknown:
-        raise DataError(f"{data_dir} has class folder(s) the model does not know: {', '.join(unknown)}; "
-                        f"the model's classes are {', '.join(classes)}")
+        raise DataError(
+            f"{data_dir} has class folder(s) the model does not know: {', '.join(unknown)}; "
+            f"the model's classes are {', '.join(classes)}"
+        )
     files = [(path, classes.index(name)) for name, paths in found.items() for path in paths]
     return load_eval_set(files, classes, size, scale, offset)
 
@@ -128,8 +133,14 @@ def bundle_outputs(bundle: Bundle, fmt: str, images: np.ndarray, head: NumpyHead
     return run_images(predict, images)
 
 
-def metrics(probs: np.ndarray, labels: np.ndarray, ref_pred: np.ndarray, classes: list[str],
-            ref_acc: float, ref_class_acc: dict[str, float] | None) -> dict[str, Any]:
+def metrics(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    ref_pred: np.ndarray,
+    classes: list[str],
+    ref_acc: float,
+    ref_class_acc: dict[str, float] | None,
+) -> dict[str, Any]:
     pred = probs.argmax(axis=1)
     accuracy = float((pred == labels).mean())
     confusion = np.zeros((len(classes), len(classes)), dtype=int)
@@ -140,8 +151,13 @@ def metrics(probs: np.ndarray, labels: np.ndarray, ref_pred: np.ndarray, classes
         acc = float((pred[mask] == i).mean()) if mask.any() else None
         base = (ref_class_acc or {}).get(name)
         per_class[name] = {"accuracy": acc, "drop_pp": None if acc is None or base is None else drop_pp(base, acc)}
-    return {"accuracy": accuracy, "drop_pp": drop_pp(ref_acc, accuracy),
-            "agreement": float((pred == ref_pred).mean()), "per_class": per_class, "confusion": confusion.tolist()}
+    return {
+        "accuracy": accuracy,
+        "drop_pp": drop_pp(ref_acc, accuracy),
+        "agreement": float((pred == ref_pred).mean()),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+    }
 
 
 def _source_model(bundle: Bundle):
@@ -157,9 +173,15 @@ def _source_model(bundle: Bundle):
         return None
 
 
-def validate_bundle(bundle_dir: str | Path, evalset: EvalSet, max_drop: float | None,
-                    formats: list[str] | None = None, keras_model: Any = "auto",
-                    gated: Callable[[str], bool] = is_gated, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+def validate_bundle(
+    bundle_dir: str | Path,
+    evalset: EvalSet,
+    max_drop: float | None,
+    formats: list[str] | None = None,
+    keras_model: Any = "auto",
+    gated: Callable[[str], bool] = is_gated,
+    log: Callable[[str], None] = lambda s: None,
+) -> dict[str, Any]:
     """Measure the bundle, write validation.json + the manifest summary (atomically), return the report."""
     bundle = load_bundle(bundle_dir)
     names = list(formats or bundle.models)
@@ -185,9 +207,15 @@ def validate_bundle(bundle_dir: str | Path, evalset: EvalSet, max_drop: float | 
     ref_pred = probs[reference].argmax(axis=1)
     ref = metrics(probs[reference], labels, ref_pred, classes, 0.0, None)
     ref_class = {c: v["accuracy"] for c, v in ref["per_class"].items()}
-    report: dict[str, Any] = {"num_images": int(len(labels)), "classes": classes, "max_drop_pp": max_drop,
-                              "reference": reference, "skipped_images": evalset.skipped, "formats": {},
-                              "disagreements": {}}
+    report: dict[str, Any] = {
+        "num_images": int(len(labels)),
+        "classes": classes,
+        "max_drop_pp": max_drop,
+        "reference": reference,
+        "skipped_images": evalset.skipped,
+        "formats": {},
+        "disagreements": {},
+    }
     for fmt, out in outputs.items():
         entry = metrics(probs[fmt], labels, ref_pred, classes, ref["accuracy"], ref_class)
         ladder = bundle.models.get(fmt, {}).get("ladder")
@@ -196,16 +224,29 @@ def validate_bundle(bundle_dir: str | Path, evalset: EvalSet, max_drop: float | 
         size = bundle.models[fmt]["size_bytes"] if fmt in bundle.models else None
         if fmt in bundle.models and bundle.models[fmt].get("role") == "base" and head is not None:
             size += bundle.manifest["head"]["size_bytes"]
-        entry.update({"size_bytes": size, "gated": is_gate, "passed": bool(ok),
-                      "latency_ms": {"mean": float(np.mean(out.latency_ms)), "p95": float(np.percentile(out.latency_ms, 95))}})
+        entry.update(
+            {
+                "size_bytes": size,
+                "gated": is_gate,
+                "passed": bool(ok),
+                "latency_ms": {"mean": float(np.mean(out.latency_ms)), "p95": float(np.percentile(out.latency_ms, 95))},
+            }
+        )
         if ladder:
             entry["ladder"] = ladder
         report["formats"][fmt] = entry
         pred = probs[fmt].argmax(axis=1)
         bad = np.flatnonzero(pred != ref_pred)[:MAX_DISAGREEMENTS]
         if fmt != reference and len(bad):
-            report["disagreements"][fmt] = [{"path": evalset.paths[i], "label": classes[labels[i]],
-                                             reference: classes[ref_pred[i]], fmt: classes[pred[i]]} for i in bad]
+            report["disagreements"][fmt] = [
+                {
+                    "path": evalset.paths[i],
+                    "label": classes[labels[i]],
+                    reference: classes[ref_pred[i]],
+                    fmt: classes[pred[i]],
+                }
+                for i in bad
+            ]
     report["passed"] = all(e["passed"] for e in report["formats"].values())
     write_report(bundle, report)
     return report
@@ -215,10 +256,16 @@ def write_report(bundle: Bundle, report: dict[str, Any]) -> None:
     atomic.write_text(bundle.root / VALIDATION, json.dumps(report, indent=1))
     manifest = dict(bundle.manifest)
     manifest["validation"] = {
-        "file": VALIDATION, "passed": report["passed"], "num_images": report["num_images"],
-        "max_drop_pp": report["max_drop_pp"], "reference": report["reference"],
-        "formats": {f: {k: e[k] for k in ("accuracy", "drop_pp", "agreement", "gated", "passed")}
-                    for f, e in report["formats"].items()}}
+        "file": VALIDATION,
+        "passed": report["passed"],
+        "num_images": report["num_images"],
+        "max_drop_pp": report["max_drop_pp"],
+        "reference": report["reference"],
+        "formats": {
+            f: {k: e[k] for k in ("accuracy", "drop_pp", "agreement", "gated", "passed")}
+            for f, e in report["formats"].items()
+        },
+    }
     atomic.write_text(bundle.root / MANIFEST, json.dumps(manifest, indent=1))
     bundle.manifest = manifest
 
@@ -226,16 +273,22 @@ def write_report(bundle: Bundle, report: dict[str, Any]) -> None:
 def check_gate(report: dict[str, Any]) -> None:
     failed = [f"{f} drop {e['drop_pp']:.2f} pp" for f, e in report["formats"].items() if not e["passed"]]
     if failed:
-        raise GateError(f"accuracy gate failed (max drop {report['max_drop_pp']} pp): {'; '.join(failed)}; "
-                        "see validation.json in the bundle")
+        raise GateError(
+            f"accuracy gate failed (max drop {report['max_drop_pp']} pp): {'; '.join(failed)}; "
+            "see validation.json in the bundle"
+        )
 
 
 def table(report: dict[str, Any]) -> str:
-    head = f"{'format':<22} {'acc %':>7} {'drop pp':>8} {'agree %':>8} {'size KB':>9} {'mean ms':>8} {'p95 ms':>7}  gate"
+    head = (
+        f"{'format':<22} {'acc %':>7} {'drop pp':>8} {'agree %':>8} {'size KB':>9} {'mean ms':>8} {'p95 ms':>7}  gate"
+    )
     rows = [f"{report['num_images']} images, reference: {report['reference']}", head, "-" * len(head)]
     for fmt, e in report["formats"].items():
         gate = ("pass" if e["passed"] else "FAIL") if e["gated"] else "-"
         size = f"{e['size_bytes'] / 1024:9.1f}" if e["size_bytes"] else f"{'':>9}"
-        rows.append(f"{fmt:<22} {e['accuracy'] * 100:7.2f} {e['drop_pp']:8.2f} {e['agreement'] * 100:8.2f} {size} "
-                    f"{e['latency_ms']['mean']:8.2f} {e['latency_ms']['p95']:7.2f}  {gate}")
+        rows.append(
+            f"{fmt:<22} {e['accuracy'] * 100:7.2f} {e['drop_pp']:8.2f} {e['agreement'] * 100:8.2f} {size} "
+            f"{e['latency_ms']['mean']:8.2f} {e['latency_ms']['p95']:7.2f}  {gate}"
+        )
     return "\n".join(rows)

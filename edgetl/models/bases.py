@@ -25,10 +25,14 @@ from edgetl.errors import ConfigError, ModelError
 
 CAFFE_MEANS_BGR = (103.939, 116.779, 123.68)  # Keras' preprocess_input(mode="caffe")
 LITE = "edgetl.models.efficientnet_lite"
-HARD_SWISH = ("hard-swish activations and squeeze-excite lose accuracy in full int8 (Google's own int8 MobileNetV3 "
-              "needed quantization-aware training); export climbs the fallback ladder when the gate fails")
-SWISH = ("swish activations and squeeze-excite lose accuracy in full int8; efficientnet_lite0 is the int8-friendly "
-         "variant (ReLU6, no squeeze-excite)")
+HARD_SWISH = (
+    "hard-swish activations and squeeze-excite lose accuracy in full int8 (Google's own int8 MobileNetV3 "
+    "needed quantization-aware training); export climbs the fallback ladder when the gate fails"
+)
+SWISH = (
+    "swish activations and squeeze-excite lose accuracy in full int8; efficientnet_lite0 is the int8-friendly "
+    "variant (ReLU6, no squeeze-excite)"
+)
 
 
 @dataclass(frozen=True)
@@ -74,10 +78,28 @@ BASES: dict[str, BaseSpec] = {
     spec.name: spec
     for spec in (
         BaseSpec("mobilenet_v2", "MobileNetV2", 224, 32, 1 / 127.5, -1.0, 1280),
-        BaseSpec("mobilenet_v3_small", "MobileNetV3Small", 224, 32, 1.0, 0.0, 576,
-                 builder_kwargs=(("include_preprocessing", True),), int8_note=HARD_SWISH),
-        BaseSpec("mobilenet_v3_large", "MobileNetV3Large", 224, 32, 1.0, 0.0, 960,
-                 builder_kwargs=(("include_preprocessing", True),), int8_note=HARD_SWISH),
+        BaseSpec(
+            "mobilenet_v3_small",
+            "MobileNetV3Small",
+            224,
+            32,
+            1.0,
+            0.0,
+            576,
+            builder_kwargs=(("include_preprocessing", True),),
+            int8_note=HARD_SWISH,
+        ),
+        BaseSpec(
+            "mobilenet_v3_large",
+            "MobileNetV3Large",
+            224,
+            32,
+            1.0,
+            0.0,
+            960,
+            builder_kwargs=(("include_preprocessing", True),),
+            int8_note=HARD_SWISH,
+        ),
         BaseSpec("inception_v3", "InceptionV3", 299, 75, 1 / 127.5, -1.0, 2048),
         BaseSpec("efficientnet_lite0", "EfficientNetLite0", 224, 32, 1 / 128, -127 / 128, 1280, module=LITE),
         BaseSpec("efficientnet_lite1", "EfficientNetLite1", 240, 32, 1 / 128, -127 / 128, 1280, module=LITE),
@@ -138,8 +160,9 @@ def _full_model(spec: BaseSpec, shape: tuple[int, int, int], weights: str | None
     return flat
 
 
-def build_base(spec: BaseSpec, input_size: int, weights: str | None, cut_layer: str | None = None,
-               include_top: bool = False):
+def build_base(
+    spec: BaseSpec, input_size: int, weights: str | None, cut_layer: str | None = None, include_top: bool = False
+):
     """Build the (frozen) base as a tf_keras Model named 'base' whose output is the feature map.
 
     A cut inside the classifier top (VGG16's fc2, say) builds the model with its top.
@@ -160,8 +183,10 @@ def build_base(spec: BaseSpec, input_size: int, weights: str | None, cut_layer: 
             full, names = _full_model(spec, shape, weights, True), top_names
         else:
             close = [n for n in top_names if n.startswith(cut[:3])][:8]
-            raise ConfigError(f"cut_layer '{cut}' is not a layer of {spec.name}; run `edgetl layers --base {spec.name}`"
-                              + (f" (close: {', '.join(close)})" if close else ""))
+            raise ConfigError(
+                f"cut_layer '{cut}' is not a layer of {spec.name}; run `edgetl layers --base {spec.name}`"
+                + (f" (close: {', '.join(close)})" if close else "")
+            )
     return _frozen(keras.Model(full.input, full.get_layer(cut).output, name="base"))
 
 
@@ -170,7 +195,9 @@ def _frozen(base):
     return base
 
 
-def layer_table(spec: BaseSpec, input_size: int | None = None, include_top: bool = False) -> list[tuple[str, str, tuple]]:
+def layer_table(
+    spec: BaseSpec, input_size: int | None = None, include_top: bool = False
+) -> list[tuple[str, str, tuple]]:
     """(name, class, output shape) of every layer, so the user can pick a cut."""
     base = build_base(spec, input_size or spec.default_size, None, include_top=include_top)
     return [(layer.name, type(layer).__name__, tuple(layer.output.shape)) for layer in base.layers]

@@ -10,8 +10,8 @@ Output: two classes -> one sigmoid unit (P(class 1)), as in the lessons; more ->
 from __future__ import annotations
 
 from edgetl.models.bases import build_base, get_base
-from edgetl.train.config import TrainConfig
 from edgetl.runtime.head import NumpyHead
+from edgetl.train.config import TrainConfig
 
 
 def output_kind(num_classes: int) -> tuple[str, int]:
@@ -26,8 +26,11 @@ def build_head(feature_shape: tuple[int, ...], num_classes: int, config: TrainCo
     inputs = keras.Input(shape=tuple(feature_shape), name="features")
     x = inputs
     if len(feature_shape) == 3:
-        pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D,
-                "flatten": keras.layers.Flatten}[config.pooling]
+        pool = {
+            "avg": keras.layers.GlobalAveragePooling2D,
+            "max": keras.layers.GlobalMaxPooling2D,
+            "flatten": keras.layers.Flatten,
+        }[config.pooling]
         x = pool(name="pool")(x)
     for i, width in enumerate(config.dense_units):
         x = keras.layers.Dense(width, activation=config.dense_activation, name=f"dense_{i}")(x)

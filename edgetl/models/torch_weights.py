@@ -22,9 +22,10 @@ import io
 import pickle  # safe-load: only _SafeUnpickler, whose find_class allows tensor types alone, loads
 import struct
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -35,9 +36,16 @@ LEGACY_PROTOCOL = 1001
 
 # Storage classes as torch pickles them (module torch, name <Type>Storage) and their element types.
 STORAGE_DTYPES: dict[str, str] = {
-    "DoubleStorage": "f8", "FloatStorage": "f4", "HalfStorage": "f2", "BFloat16Storage": "bf16",
-    "LongStorage": "i8", "IntStorage": "i4", "ShortStorage": "i2", "CharStorage": "i1",
-    "ByteStorage": "u1", "BoolStorage": "?",
+    "DoubleStorage": "f8",
+    "FloatStorage": "f4",
+    "HalfStorage": "f2",
+    "BFloat16Storage": "bf16",
+    "LongStorage": "i8",
+    "IntStorage": "i4",
+    "ShortStorage": "i2",
+    "CharStorage": "i1",
+    "ByteStorage": "u1",
+    "BoolStorage": "?",
 }
 
 
@@ -57,8 +65,9 @@ class _Tensor:
     stride: tuple[int, ...]
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
-                       metadata=None) -> _Tensor:
+def _rebuild_tensor_v2(
+    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+) -> _Tensor:
     return _Tensor(storage, int(storage_offset), tuple(size), tuple(stride))
 
 
@@ -95,12 +104,13 @@ class _SafeUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
-            raise ModelError(f"refusing to load {self.source}: only tensors, storages and OrderedDict may be "
-                             f"unpickled; received global {module}.{name}") from None
+            raise ModelError(
+                f"refusing to load {self.source}: only tensors, storages and OrderedDict may be "
+                f"unpickled; received global {module}.{name}"
+            ) from None
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"
-                and isinstance(pid[1], _StorageType)):
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
             raise ModelError(f"refusing to load {self.source}: unexpected persistent id; received {pid!r:.80}")
         view = pid[5] if len(pid) > 5 else None
         view = (str(view[0]), int(view[1]), int(view[2])) if view else None
@@ -120,16 +130,22 @@ def _as_array(raw: bytes, dtype: str, big_endian: bool) -> np.ndarray:
 
 def _materialize(tensor: _Tensor, storages: dict[str, np.ndarray]) -> np.ndarray:
     storage = tensor.storage
-    flat = storages[storage.view[0]][storage.view[1]:storage.view[1] + storage.view[2]] if storage.view \
+    flat = (
+        storages[storage.view[0]][storage.view[1] : storage.view[1] + storage.view[2]]
+        if storage.view
         else storages[storage.key]
+    )
     if not tensor.size:
         return np.array(flat[tensor.offset])
     last = tensor.offset + sum((n - 1) * s for n, s in zip(tensor.size, tensor.stride)) if all(tensor.size) else 0
     if min(tensor.size) > 0 and (tensor.offset < 0 or last >= flat.size or min(tensor.stride) < 0):
-        raise ModelError(f"tensor reaches outside its storage ({flat.size} elements); received size "
-                         f"{tensor.size}, stride {tensor.stride}, offset {tensor.offset}")
-    view = np.lib.stride_tricks.as_strided(flat[tensor.offset:], shape=tensor.size,
-                                           strides=[s * flat.itemsize for s in tensor.stride], writeable=False)
+        raise ModelError(
+            f"tensor reaches outside its storage ({flat.size} elements); received size "
+            f"{tensor.size}, stride {tensor.stride}, offset {tensor.offset}"
+        )
+    view = np.lib.stride_tricks.as_strided(
+        flat[tensor.offset :], shape=tensor.size, strides=[s * flat.itemsize for s in tensor.stride], writeable=False
+    )
     return np.ascontiguousarray(view)
 
 
@@ -169,8 +185,9 @@ def _read_legacy(path: Path) -> dict[str, np.ndarray]:
             itemsize = 2 if dtype == "bf16" else np.dtype(dtype).itemsize
             raw = f.read(count * itemsize)
             if len(raw) != count * itemsize:
-                raise ModelError(f"{source} is truncated: storage {key} needs {count * itemsize} bytes; "
-                                 f"received {len(raw)}")
+                raise ModelError(
+                    f"{source} is truncated: storage {key} needs {count * itemsize} bytes; received {len(raw)}"
+                )
             storages[str(key)] = _as_array(raw, dtype, big_endian)
     return _collect(obj, source, storages)
 
@@ -219,5 +236,6 @@ def read_state_dict(path: str | Path, reader: str = "numpy") -> dict[str, np.nda
     try:
         return READERS[reader](path)
     except (pickle.UnpicklingError, EOFError, struct.error, zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise ModelError(f"cannot read {path} as a torch state dict: {type(exc).__name__}: {exc}".splitlines()[0]) \
-            from None
+        raise ModelError(
+            f"cannot read {path} as a torch state dict: {type(exc).__name__}: {exc}".splitlines()[0]
+        ) from None

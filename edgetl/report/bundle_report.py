@@ -7,8 +7,9 @@ when validation measured it); quantized formats are those the format table marks
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgetl.errors import ImageError
 from edgetl.report.document import Doc, affine, kv_table, num, pct, read_json, size
@@ -42,14 +43,31 @@ def bundle_summary(doc: Doc, root: Path, manifest: dict, validation: dict | None
     doc.h2("Bundle")
     inp, base = manifest.get("input", {}), manifest.get("base") or {}
     shape = f"{inp.get('size')} x {inp.get('size')} {inp.get('color', 'RGB')}"
-    kv_table(doc, [("folder", str(root.resolve())), ("created", manifest.get("created")),
-                   ("source run", (manifest.get("source_run") or {}).get("path")), ("base", base.get("name")),
-                   ("input", f"{shape}, {affine(inp.get('scale'), inp.get('offset'))}"),
-                   ("output", manifest.get("output")), ("classes", ", ".join(map(str, manifest.get("classes", [])))),
-                   ("edgetl", manifest.get("edgetl_version"))])
+    kv_table(
+        doc,
+        [
+            ("folder", str(root.resolve())),
+            ("created", manifest.get("created")),
+            ("source run", (manifest.get("source_run") or {}).get("path")),
+            ("base", base.get("name")),
+            ("input", f"{shape}, {affine(inp.get('scale'), inp.get('offset'))}"),
+            ("output", manifest.get("output")),
+            ("classes", ", ".join(map(str, manifest.get("classes", [])))),
+            ("edgetl", manifest.get("edgetl_version")),
+        ],
+    )
     models = manifest.get("models", {})
-    rows = [(fmt, e.get("file", "?"), e.get("runtime", "-"), e.get("role", "-"), size(e.get("size_bytes")),
-             (e.get("input") or {}).get("dtype", "-")) for fmt, e in ((f, models[f]) for f in ordered(models))]
+    rows = [
+        (
+            fmt,
+            e.get("file", "?"),
+            e.get("runtime", "-"),
+            e.get("role", "-"),
+            size(e.get("size_bytes")),
+            (e.get("input") or {}).get("dtype", "-"),
+        )
+        for fmt, e in ((f, models[f]) for f in ordered(models))
+    ]
     if rows:
         doc.table(("format", "file", "runtime", "role", "size", "input dtype"), rows)
 
@@ -61,22 +79,38 @@ def formats_table(doc: Doc, root: Path, manifest: dict, validation: dict | None)
         return
     verdict = "PASSED" if validation.get("passed") else "FAILED"
     limit = validation.get("max_drop_pp")
-    doc.p(f"{validation.get('num_images', '?')} validation images; gate: "
-          + (f"max drop {limit} percentage points" if limit is not None else "none")
-          + f"; result: {verdict}.")
+    doc.p(
+        f"{validation.get('num_images', '?')} validation images; gate: "
+        + (f"max drop {limit} percentage points" if limit is not None else "none")
+        + f"; result: {verdict}."
+    )
     formats = validation.get("formats", {})
     rows, classes = [], []
     for fmt in ordered(formats):
         r = formats[fmt]
         lat = r.get("latency_ms") or {}
-        rows.append((fmt, pct(r.get("accuracy")), num(r.get("drop_pp")), pct(r.get("agreement")), size(r.get("size_bytes")),
-                     f"{num(lat.get('mean'))} / {num(lat.get('p95'))}", "yes" if r.get("gated") else "no",
-                     {True: "pass", False: "FAIL"}.get(r.get("passed"), "-")))
+        rows.append(
+            (
+                fmt,
+                pct(r.get("accuracy")),
+                num(r.get("drop_pp")),
+                pct(r.get("agreement")),
+                size(r.get("size_bytes")),
+                f"{num(lat.get('mean'))} / {num(lat.get('p95'))}",
+                "yes" if r.get("gated") else "no",
+                {True: "pass", False: "FAIL"}.get(r.get("passed"), "-"),
+            )
+        )
         classes.append("bad" if r.get("passed") is False else "good" if r.get("gated") else "")
-    doc.table(("format", "accuracy", "drop (pp)", "agreement", "size", "latency ms mean / p95", "gated", "result"),
-              rows, classes)
-    doc.note(f"reference: {reference_of(validation) or '-'}. drop: reference accuracy minus this format's, in "
-             "percentage points; agreement: share of images where this format predicts the same class as the reference.")
+    doc.table(
+        ("format", "accuracy", "drop (pp)", "agreement", "size", "latency ms mean / p95", "gated", "result"),
+        rows,
+        classes,
+    )
+    doc.note(
+        f"reference: {reference_of(validation) or '-'}. drop: reference accuracy minus this format's, in "
+        "percentage points; agreement: share of images where this format predicts the same class as the reference."
+    )
     skipped = validation.get("skipped_images") or []
     if skipped:
         doc.p(f"Validation images that could not be decoded ({len(skipped)})")
@@ -112,8 +146,11 @@ def confusion_pairs(doc: Doc, root: Path, manifest: dict, validation: dict | Non
     doc.h2("Confusion matrices")
     for fmt in others or [None]:
         pair = [(f, formats[f]["confusion"]) for f in (ref, fmt) if f and has(f)]
-        doc.image(f"confusion_{fmt or ref}", confusion_png(pair, classes),
-                  " vs ".join(name for name, _ in pair) + " confusion matrices")
+        doc.image(
+            f"confusion_{fmt or ref}",
+            confusion_png(pair, classes),
+            " vs ".join(name for name, _ in pair) + " confusion matrices",
+        )
 
 
 def _find_image(root: Path, path: str) -> Path | None:
@@ -125,8 +162,11 @@ def _find_image(root: Path, path: str) -> Path | None:
 def regressions(validation: dict, fmt: str) -> list[dict]:
     """Disagreements where the reference is right and `fmt` is wrong."""
     ref_key = reference_of(validation) or "keras"
-    return [d for d in (validation.get("disagreements") or {}).get(fmt, [])
-            if isinstance(d, dict) and d.get(ref_key) == d.get("label") and d.get(fmt) != d.get("label")]
+    return [
+        d
+        for d in (validation.get("disagreements") or {}).get(fmt, [])
+        if isinstance(d, dict) and d.get(ref_key) == d.get("label") and d.get(fmt) != d.get("label")
+    ]
 
 
 def regression_grids(doc: Doc, root: Path, manifest: dict, validation: dict | None) -> None:
@@ -158,7 +198,12 @@ def regression_grids(doc: Doc, root: Path, manifest: dict, validation: dict | No
 
 
 BUNDLE_SECTIONS: tuple[Callable[[Doc, Path, dict, Any], None], ...] = (
-    bundle_summary, formats_table, per_class_table, confusion_pairs, regression_grids)
+    bundle_summary,
+    formats_table,
+    per_class_table,
+    confusion_pairs,
+    regression_grids,
+)
 
 
 def build_bundle_doc(root: Path) -> Doc:

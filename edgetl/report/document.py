@@ -14,9 +14,10 @@ import base64
 import html
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from edgetl.errors import EdgetlError
 
@@ -70,8 +71,14 @@ class Doc:
         self.blocks.append(Block("pre", text))
 
     def table(self, header: Sequence[str], rows: Sequence[Sequence[object]], row_classes: Sequence[str] = ()) -> None:
-        self.blocks.append(Block("table", header=tuple(map(str, header)),
-                                 rows=tuple(tuple(map(str, r)) for r in rows), row_classes=tuple(row_classes)))
+        self.blocks.append(
+            Block(
+                "table",
+                header=tuple(map(str, header)),
+                rows=tuple(tuple(map(str, r)) for r in rows),
+                row_classes=tuple(row_classes),
+            )
+        )
 
     def image(self, name: str, png: bytes, alt: str) -> None:
         """`name` becomes the file name report_<name>.png beside report.md."""
@@ -84,8 +91,10 @@ _NUMERIC = re.compile(r"^[-+]?[0-9.]+(%| [A-Za-z]+| \([-+0-9. ]+\)| / [-0-9.]+)?
 
 def numeric_columns(block: Block) -> list[bool]:
     """Columns whose every cell is a number (with a unit or '%') are right-aligned."""
-    return [i > 0 and bool(block.rows) and all(_NUMERIC.match(r[i]) or r[i] == "-" for r in block.rows)
-            for i in range(len(block.header))]
+    return [
+        i > 0 and bool(block.rows) and all(_NUMERIC.match(r[i]) or r[i] == "-" for r in block.rows)
+        for i in range(len(block.header))
+    ]
 
 
 def image_file(name: str) -> str:
@@ -96,7 +105,9 @@ def _html_block(block: Block, images: dict[str, bytes]) -> str:
     esc = html.escape
     if block.kind == "table":
         nums = numeric_columns(block)
-        cell = lambda tag, i, text: f'<{tag} class="num">{esc(text)}</{tag}>' if nums[i] else f"<{tag}>{esc(text)}</{tag}>"  # noqa: E731
+        cell = lambda tag, i, text: (
+            f'<{tag} class="num">{esc(text)}</{tag}>' if nums[i] else f"<{tag}>{esc(text)}</{tag}>"
+        )  # noqa: E731
         head = "".join(cell("th", i, h) for i, h in enumerate(block.header))
         body = []
         for i, row in enumerate(block.rows):
@@ -116,10 +127,12 @@ def _html_block(block: Block, images: dict[str, bytes]) -> str:
 
 def render_html(doc: Doc) -> str:
     body = "\n".join(_html_block(b, doc.images) for b in doc.blocks)
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{html.escape(doc.title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-            f"<h1>{html.escape(doc.title)}</h1>\n{body}\n</body>\n</html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{html.escape(doc.title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        f"<h1>{html.escape(doc.title)}</h1>\n{body}\n</body>\n</html>\n"
+    )
 
 
 def _md_cell(text: str) -> str:
@@ -130,8 +143,10 @@ def _md_block(block: Block) -> str:
     if block.kind == "h2":
         return f"## {block.text}"
     if block.kind == "table":
-        lines = ["| " + " | ".join(map(_md_cell, block.header)) + " |",
-                 "|" + "|".join("---:" if n else ":---" for n in numeric_columns(block)) + "|"]
+        lines = [
+            "| " + " | ".join(map(_md_cell, block.header)) + " |",
+            "|" + "|".join("---:" if n else ":---" for n in numeric_columns(block)) + "|",
+        ]
         lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in block.rows]
         return "\n".join(lines)
     if block.kind == "image":

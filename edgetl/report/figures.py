@@ -7,7 +7,7 @@ state, no GUI backend, so a report can be written from a training process or a s
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -72,8 +72,16 @@ def curves_png(rows: list[dict[str, str]]) -> bytes:
             if k % 2:
                 ax.axvspan(lo + 0.5, hi + 0.5, color="#000000", alpha=0.06, lw=0)
             if stage:
-                ax.text(lo + 0.6, 1.0, stage, transform=ax.get_xaxis_transform(),
-                        va="bottom", ha="left", fontsize=8, color="#555555")
+                ax.text(
+                    lo + 0.6,
+                    1.0,
+                    stage,
+                    transform=ax.get_xaxis_transform(),
+                    va="bottom",
+                    ha="left",
+                    fontsize=8,
+                    color="#555555",
+                )
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch (all stages)")
         ax.set_title(title, pad=14)
@@ -91,8 +99,9 @@ def _draw_confusion(ax, matrix: np.ndarray, classes: Sequence[str], title: str) 
     ax.imshow(rate, cmap="Blues", vmin=0.0, vmax=1.0)
     n = len(classes)
     ticks = range(n)
-    ax.set_xticks(ticks, labels=list(classes), rotation=45 if n > 3 else 0, ha="right" if n > 3 else "center",
-                  fontsize=8)
+    ax.set_xticks(
+        ticks, labels=list(classes), rotation=45 if n > 3 else 0, ha="right" if n > 3 else "center", fontsize=8
+    )
     ax.set_yticks(ticks, labels=list(classes), fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -100,8 +109,15 @@ def _draw_confusion(ax, matrix: np.ndarray, classes: Sequence[str], title: str) 
     if n <= 20:
         for r in range(n):
             for c in range(n):
-                ax.text(c, r, str(int(matrix[r, c])), ha="center", va="center", fontsize=8,
-                        color="white" if rate[r, c] > 0.5 else "black")
+                ax.text(
+                    c,
+                    r,
+                    str(int(matrix[r, c])),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if rate[r, c] > 0.5 else "black",
+                )
 
 
 def confusion_png(matrices: Sequence[tuple[str, np.ndarray]], classes: Sequence[str]) -> bytes:

@@ -9,8 +9,9 @@ run is still useful. A file that exists but is not valid JSON is an error.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgetl.report.document import Doc, affine, kv_table, num, pct, read_json
 from edgetl.report.figures import confusion_png, curves_png
@@ -32,10 +33,19 @@ def run_summary(doc: Doc, root: Path) -> None:
         doc.note("run.json is missing: the run is incomplete or still training.")
         return
     pre = info.get("preprocessing", {})
-    kv_table(doc, [("folder", str(root.resolve())), ("base", info.get("base")), ("cut layer", info.get("cut_layer")),
-                    ("input size", info.get("input_size")), ("preprocessing", affine(pre.get("scale"), pre.get("offset"))),
-                    ("output", info.get("output")), ("classes", ", ".join(map(str, info.get("classes", [])))),
-                    ("edgetl", info.get("edgetl_version"))])
+    kv_table(
+        doc,
+        [
+            ("folder", str(root.resolve())),
+            ("base", info.get("base")),
+            ("cut layer", info.get("cut_layer")),
+            ("input size", info.get("input_size")),
+            ("preprocessing", affine(pre.get("scale"), pre.get("offset"))),
+            ("output", info.get("output")),
+            ("classes", ", ".join(map(str, info.get("classes", [])))),
+            ("edgetl", info.get("edgetl_version")),
+        ],
+    )
 
 
 def run_metrics(doc: Doc, root: Path) -> None:
@@ -44,8 +54,11 @@ def run_metrics(doc: Doc, root: Path) -> None:
     if metrics is None:
         doc.note("metrics.json is missing.")
         return
-    scalars = [(k, pct(v) if "accuracy" in k else num(v, 3) if isinstance(v, float) else str(v))
-               for k, v in metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)]
+    scalars = [
+        (k, pct(v) if "accuracy" in k else num(v, 3) if isinstance(v, float) else str(v))
+        for k, v in metrics.items()
+        if isinstance(v, (int, float, str)) and not isinstance(v, bool)
+    ]
     kv_table(doc, scalars)
     counts = class_count_rows(metrics)
     if counts:
@@ -143,7 +156,13 @@ def run_config(doc: Doc, root: Path) -> None:
         doc.note("config.yaml is missing.")
 
 
-RUN_SECTIONS: tuple[Callable[[Doc, Path], None], ...] = (run_summary, run_metrics, run_curves, run_confusion, run_config)
+RUN_SECTIONS: tuple[Callable[[Doc, Path], None], ...] = (
+    run_summary,
+    run_metrics,
+    run_curves,
+    run_confusion,
+    run_config,
+)
 
 
 def build_run_doc(root: Path) -> Doc:

@@ -27,8 +27,9 @@ def build_doc(path: str | Path) -> Doc:
         return build_bundle_doc(root)
     if is_run(root):
         return build_run_doc(root)
-    raise EdgetlError(f"report: {root} is neither a run folder (config.yaml, metrics.json, history.csv) "
-                      f"nor a bundle (manifest.json)")
+    raise EdgetlError(
+        f"report: {root} is neither a run folder (config.yaml, metrics.json, history.csv) nor a bundle (manifest.json)"
+    )
 
 
 def write_report(path: str | Path, out: str | Path | None = None) -> tuple[Path, Path]:

@@ -11,8 +11,8 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

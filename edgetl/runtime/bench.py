@@ -116,27 +116,41 @@ def bench_format(bundle_dir, fmt: str, image: Path, data: str | None, threads: i
     return result
 
 
-def bench_bundle(bundle_dir, data: str | None = None, threads: int | None = None, runs: int = 50,
-                 formats: list[str] | None = None) -> dict[str, Any]:
+def bench_bundle(
+    bundle_dir, data: str | None = None, threads: int | None = None, runs: int = 50, formats: list[str] | None = None
+) -> dict[str, Any]:
     bundle = load_bundle(bundle_dir)
-    wanted = formats or [f for f in runner.fused_formats(bundle)
-                         if interpreter.runtime_available(interpreter.runtime_of(f, bundle.models[f]))]
+    wanted = formats or [
+        f
+        for f in runner.fused_formats(bundle)
+        if interpreter.runtime_available(interpreter.runtime_of(f, bundle.models[f]))
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         image = next((p for paths in scan_class_folders(data).values() for p in paths), None) if data else None
         image = Path(image) if image else synthetic_jpeg(Path(tmp))
         out = {fmt: bench_format(bundle_dir, fmt, image, data, threads, runs) for fmt in wanted}
-    return {"bundle": str(bundle_dir), "threads": threads or runner.default_threads(), "runs": runs, "image": image.name,
-            "formats": out}
+    return {
+        "bundle": str(bundle_dir),
+        "threads": threads or runner.default_threads(),
+        "runs": runs,
+        "image": image.name,
+        "formats": out,
+    }
 
 
 def table(results: dict[str, Any]) -> str:
-    head = f"{'format':<16}{'size MB':>9}{'acc':>8}{'bare p50/p95 ms':>18}{'path p50/p95 ms':>18}{'cold s':>8}{'RSS MB':>8}"
+    head = (
+        f"{'format':<16}{'size MB':>9}{'acc':>8}{'bare p50/p95 ms':>18}{'path p50/p95 ms':>18}"
+        f"{'cold s':>8}{'RSS MB':>8}"
+    )
     rows = [head, "-" * len(head)]
     for fmt, r in results["formats"].items():
         acc = f"{r['accuracy']:.3f}" if r.get("accuracy") is not None else "-"
-        rows.append(f"{fmt:<16}{r['size_bytes'] / 1e6:>9.2f}{acc:>8}"
-                    f"{r['bare_ms']['p50']:>10.2f}/{r['bare_ms']['p95']:<7.2f}{r['path_ms']['p50']:>10.2f}/{r['path_ms']['p95']:<7.2f}"
-                    f"{r.get('cold_start_s', float('nan')):>8.2f}{r.get('peak_rss_mb', float('nan')):>8.1f}")
+        rows.append(
+            f"{fmt:<16}{r['size_bytes'] / 1e6:>9.2f}{acc:>8}"
+            f"{r['bare_ms']['p50']:>10.2f}/{r['bare_ms']['p95']:<7.2f}{r['path_ms']['p50']:>10.2f}/{r['path_ms']['p95']:<7.2f}"
+            f"{r.get('cold_start_s', float('nan')):>8.2f}{r.get('peak_rss_mb', float('nan')):>8.1f}"
+        )
     return "\n".join(rows)
 
 

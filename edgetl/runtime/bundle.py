@@ -96,7 +96,9 @@ class Bundle:
             if "sha256" not in entry:
                 raise BundleError(f"manifest entry for {entry.get('file')} has no sha256")
             if sha256_file(path) != entry["sha256"]:
-                raise BundleError(f"bundle file {entry['file']} does not match its sha256 in {MANIFEST} (tampered or corrupt)")
+                raise BundleError(
+                    f"bundle file {entry['file']} does not match its sha256 in {MANIFEST} (tampered or corrupt)"
+                )
         return path
 
     def model_path(self, fmt: str, verify: bool = True) -> Path:
@@ -131,7 +133,9 @@ def load_bundle(bundle_dir: str | Path) -> Bundle:
     if not isinstance(version, int):
         raise BundleError(f"{path} has no integer format_version")
     if version > FORMAT_VERSION:
-        raise BundleError(f"bundle format {version} is newer than this edgetl understands ({FORMAT_VERSION}); upgrade edgetl")
+        raise BundleError(
+            f"bundle format {version} is newer than this edgetl understands ({FORMAT_VERSION}); upgrade edgetl"
+        )
     _check_schema(manifest, path)
     bundle = Bundle(root, manifest)
     for entry in bundle.models.values():  # refuse escaping paths up front
@@ -158,5 +162,7 @@ def _check_schema(manifest: dict[str, Any], path: Path) -> None:
     for name, entry in manifest["models"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
             raise BundleError(f"{path}: model '{name}' must be an object with a 'file'")
-    if "head" in manifest and (not isinstance(manifest["head"], dict) or not isinstance(manifest["head"].get("file"), str)):
+    if "head" in manifest and (
+        not isinstance(manifest["head"], dict) or not isinstance(manifest["head"].get("file"), str)
+    ):
         raise BundleError(f"{path}: 'head' must be an object with a 'file'")

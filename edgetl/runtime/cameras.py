@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import urllib.parse
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -49,19 +49,32 @@ class OpenCVCamera:
         if not self.cap.isOpened():
             self.cap.release()
             if isinstance(spec, int):
-                raise CameraError(f"no camera at index {spec} (OpenCV could not open it); "
-                                  "list cameras with `v4l2-ctl --list-devices`")
-            what = ("is it a video file OpenCV can decode?" if self.is_file else
-                    "is the stream up and the URL right?" if "://" in spec else
-                    "is it a video capture device? list them with `v4l2-ctl --list-devices`")
+                raise CameraError(
+                    f"no camera at index {spec} (OpenCV could not open it); list cameras with `v4l2-ctl --list-devices`"
+                )
+            what = (
+                "is it a video file OpenCV can decode?"
+                if self.is_file
+                else "is the stream up and the URL right?"
+                if "://" in spec
+                else "is it a video capture device? list them with `v4l2-ctl --list-devices`"
+            )
             raise CameraError(f"cannot open {self.name} (OpenCV could not open it); {what}")
 
     def _open(self):
         cv2 = self._cv2
         with _quiet_opencv(cv2):  # its own WARN lines would follow our one-line error
             if self.is_stream and _ffmpeg_backend(cv2):  # FFmpeg takes the timeouts (other backends refuse them)
-                return cv2.VideoCapture(self._spec, cv2.CAP_ANY, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_OPEN_TIMEOUT_MS,
-                                                                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_READ_TIMEOUT_MS])
+                return cv2.VideoCapture(
+                    self._spec,
+                    cv2.CAP_ANY,
+                    [
+                        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                        STREAM_OPEN_TIMEOUT_MS,
+                        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                        STREAM_READ_TIMEOUT_MS,
+                    ],
+                )
             return cv2.VideoCapture(self._spec)
 
     def read(self) -> np.ndarray:
@@ -90,8 +103,11 @@ class OpenCVCamera:
 
 def _ffmpeg_backend(cv2) -> bool:
     registry = getattr(cv2, "videoio_registry", None)
-    return (hasattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC") and registry is not None
-            and bool(registry.hasBackend(cv2.CAP_FFMPEG)))
+    return (
+        hasattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC")
+        and registry is not None
+        and bool(registry.hasBackend(cv2.CAP_FFMPEG))
+    )
 
 
 @contextlib.contextmanager
@@ -138,14 +154,18 @@ def _import_camera_module(name: str, what: str):
         system = numpy_in(site)
         major = system.split(".")[0] if system else None
         if major is not None and major != np.__version__.split(".")[0]:
-            raise CameraError(f"{what} in {site} is built for NumPy {system}, but NumPy {np.__version__} "
-                              f"is loaded (pip put it in the venv): run `pip install 'numpy=={major}.*'` in the venv")
+            raise CameraError(
+                f"{what} in {site} is built for NumPy {system}, but NumPy {np.__version__} "
+                f"is loaded (pip put it in the venv): run `pip install 'numpy=={major}.*'` in the venv"
+            )
     try:
         return importlib.import_module(name)
     except Exception as exc:  # compiled dependencies fail in many ways (ValueError, ImportError, RuntimeError)
         text = str(exc).strip().splitlines()
-        raise CameraError(f"cannot import {what} ({text[0][:160] if text else type(exc).__name__}); "
-                          f"check it works with `python3 -c 'import {name}'`") from None
+        raise CameraError(
+            f"cannot import {what} ({text[0][:160] if text else type(exc).__name__}); "
+            f"check it works with `python3 -c 'import {name}'`"
+        ) from None
 
 
 class PiCamera:
@@ -181,8 +201,9 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-CAMERA_SPECS = ("a device index (0, 1, ...), 'picamera', a device path (/dev/video0), "
-                "a video file or a stream URL (rtsp://...)")
+CAMERA_SPECS = (
+    "a device index (0, 1, ...), 'picamera', a device path (/dev/video0), a video file or a stream URL (rtsp://...)"
+)
 
 
 def open_camera(spec: str) -> FrameSource:
@@ -195,8 +216,10 @@ def open_camera(spec: str) -> FrameSource:
     """
     if spec == "picamera":
         if not _has("picamera2"):
-            raise CameraError("--camera picamera needs Picamera2: `sudo apt install python3-picamera2` "
-                              "and a venv made with --system-site-packages")
+            raise CameraError(
+                "--camera picamera needs Picamera2: `sudo apt install python3-picamera2` "
+                "and a venv made with --system-site-packages"
+            )
         return ThreadedCamera(PiCamera(0), newest_only=False)  # Picamera2 keeps only its newest frame
     try:
         index = int(spec)
@@ -207,8 +230,9 @@ def open_camera(spec: str) -> FrameSource:
     if _has("picamera2"):
         print(f"note: OpenCV is not installed; using Picamera2 camera {index}", file=sys.stderr)
         return ThreadedCamera(PiCamera(index), newest_only=False)
-    raise CameraError("no camera library installed: `pip install opencv-python-headless` "
-                      "or `sudo apt install python3-picamera2`")
+    raise CameraError(
+        "no camera library installed: `pip install opencv-python-headless` or `sudo apt install python3-picamera2`"
+    )
 
 
 def _open_by_name(spec: str) -> FrameSource:
@@ -219,12 +243,10 @@ def _open_by_name(spec: str) -> FrameSource:
             kind = "no such device" if spec.startswith("/dev/") else "no such file"
             raise CameraError(f"--camera {shown!r}: {kind}; give {CAMERA_SPECS}")
         if os.path.isdir(spec):
-            raise CameraError(f"--camera {shown!r} is a folder; to classify its images give it as a SOURCE, "
-                              "not --camera")
+            raise CameraError(
+                f"--camera {shown!r} is a folder; to classify its images give it as a SOURCE, not --camera"
+            )
     if not _has("cv2"):
-        raise CameraError(f"--camera {shown!r} needs OpenCV: `pip install opencv-python-headless` "
-                          "(the `camera` extra)")
+        raise CameraError(f"--camera {shown!r} needs OpenCV: `pip install opencv-python-headless` (the `camera` extra)")
     camera = OpenCVCamera(spec)
     return camera if camera.is_file else ThreadedCamera(camera)  # a file's every frame, a live source's newest
-
-

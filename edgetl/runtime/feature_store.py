@@ -25,8 +25,8 @@ import os
 import sys
 import time
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -67,8 +67,11 @@ class FeatureStore:
                     if len(labels) != len(keys):
                         raise ValueError("keys and labels of different lengths")
             except _BAD_CHUNK as exc:
-                print(f"warning: discarding corrupt feature cache chunk {chunk.name} ({type(exc).__name__}: "
-                      f"{str(exc)[:60]}); its features will be recomputed", file=sys.stderr)
+                print(
+                    f"warning: discarding corrupt feature cache chunk {chunk.name} ({type(exc).__name__}: "
+                    f"{str(exc)[:60]}); its features will be recomputed",
+                    file=sys.stderr,
+                )
                 chunk.unlink(missing_ok=True)
                 continue
             for row, (key, label) in enumerate(zip(keys, labels)):
@@ -97,9 +100,12 @@ class FeatureStore:
         if not self._pending:
             return
         buf = io.BytesIO()
-        np.savez(buf, keys=np.array(self._pending, dtype=np.str_),
-                 features=np.stack([self._memory[k] for k in self._pending]),
-                 labels=np.array([self.labels[k] for k in self._pending], dtype=np.str_))
+        np.savez(
+            buf,
+            keys=np.array(self._pending, dtype=np.str_),
+            features=np.stack([self._memory[k] for k in self._pending]),
+            labels=np.array([self.labels[k] for k in self._pending], dtype=np.str_),
+        )
         data = buf.getvalue()
         name = f"chunk-{time.time_ns()}-{os.getpid()}-{hashlib.sha256(data).hexdigest()[:16]}.npz"
         self._seen.add(atomic.write_bytes(self.folder / name, data))

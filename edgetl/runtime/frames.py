@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -61,8 +62,13 @@ class ThreadedCamera:
     and their backoff stay in `frames()`.
     """
 
-    def __init__(self, source: FrameSource, newest_only: bool = True, frame_timeout: float | None = None,
-                 join_timeout: float = 6.0):
+    def __init__(
+        self,
+        source: FrameSource,
+        newest_only: bool = True,
+        frame_timeout: float | None = None,
+        join_timeout: float = 6.0,
+    ):
         self.source = source
         self.name = source.name
         self.newest_only = newest_only
@@ -72,7 +78,9 @@ class ThreadedCamera:
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None
         self._error: BaseException | None = None
-        self._paused = False  # the thread waits for the next read() (after an error; after each frame without newest_only)
+        self._paused = (
+            False  # the thread waits for the next read() (after an error; after each frame without newest_only)
+        )
         self._stop = False
         self._done = False  # the thread has ended (the source ended, or close())
         self._thread = threading.Thread(target=self._read_forever, name=f"edgetl {self.name}", daemon=True)
@@ -135,7 +143,7 @@ class ThreadedCamera:
             self._cond.notify_all()
         self._thread.join(self._join_timeout)
         if not self._thread.is_alive():  # else it is stuck in a read: releasing under it could crash or hang,
-            self.source.close()          # and the process exit frees the camera anyway
+            self.source.close()  # and the process exit frees the camera anyway
 
 
 @dataclass(frozen=True)
@@ -147,9 +155,13 @@ class Retry:
     max_wait: float = 2.0
 
 
-def frames(source: FrameSource, max_frames: int | None = None, retry: Retry = Retry(),
-           sleep: Callable[[float], None] = time.sleep,
-           on_failure: Callable[[int, str], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def frames(
+    source: FrameSource,
+    max_frames: int | None = None,
+    retry: Retry = Retry(),
+    sleep: Callable[[float], None] = time.sleep,
+    on_failure: Callable[[int, str], None] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
     """(frame number, RGB frame) forever (or max_frames); retries failing reads with backoff.
 
     Ends when the source raises EndOfStream (a video file played to the end). Raises
@@ -167,8 +179,10 @@ def frames(source: FrameSource, max_frames: int | None = None, retry: Retry = Re
             if on_failure is not None:
                 on_failure(failures, str(exc))
             if failures >= retry.max_failures:
-                raise CameraError(f"{source.name} delivered no frame {failures} times in a row ({exc}); "
-                                  "is it unplugged or used by another process?") from None
+                raise CameraError(
+                    f"{source.name} delivered no frame {failures} times in a row ({exc}); "
+                    "is it unplugged or used by another process?"
+                ) from None
             sleep(min(retry.max_wait, retry.first_wait * 2 ** (failures - 1)))
             continue
         failures = 0

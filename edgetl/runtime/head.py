@@ -103,7 +103,7 @@ class NumpyHead:
         return atomic.write_bytes(path, self.to_bytes())
 
     @classmethod
-    def load(cls, path: str | Path) -> "NumpyHead":
+    def load(cls, path: str | Path) -> NumpyHead:
         try:
             with np.load(path, allow_pickle=False) as data:
                 if str(data["format"]) != HEAD_FORMAT:

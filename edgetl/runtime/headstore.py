@@ -20,9 +20,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from edgetl.errors import BundleError
 from edgetl.runtime import atomic
@@ -123,8 +124,10 @@ def exclusive(bundle: Bundle) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise BundleError(f"another update-head or rollback-head is changing the head of {bundle.root}; "
-                              "run this again when it has finished") from None
+            raise BundleError(
+                f"another update-head or rollback-head is changing the head of {bundle.root}; "
+                "run this again when it has finished"
+            ) from None
         except OSError:  # a filesystem without locks: go on unlocked
             pass
         yield
@@ -136,8 +139,9 @@ def _trim(record: dict[str, Any] | None, depth: int = MAX_HISTORY) -> dict[str, 
     return {**record, "previous": _trim(record.get("previous"), depth - 1)}
 
 
-def swap_in(bundle: Bundle, head: NumpyHead, accuracy: float | None, base_format: str,
-            extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def swap_in(
+    bundle: Bundle, head: NumpyHead, accuracy: float | None, base_format: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Write `head` and point CURRENT at it (the previous pointer becomes "previous")."""
     data = head.to_bytes()
     digest = hashlib.sha256(data).hexdigest()

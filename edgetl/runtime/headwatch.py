@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 from edgetl.errors import EdgetlError
 from edgetl.runtime import headstore
@@ -26,8 +27,14 @@ class HeadWatch:
     so a swap in between is not missed.
     """
 
-    def __init__(self, bundle_dir, fmt: str | None, threads: int | None, every: float | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        bundle_dir,
+        fmt: str | None,
+        threads: int | None,
+        every: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.bundle_dir, self.fmt, self.threads, self.clock = bundle_dir, fmt, threads, clock
         self.pointer = Path(bundle_dir) / headstore.HEADS_DIR / headstore.POINTER
         self.every = HEAD_CHECK_SECONDS if every is None else every
@@ -56,9 +63,16 @@ class HeadWatch:
         try:
             new = open_predictor(self.bundle_dir, self.fmt, self.threads)
         except EdgetlError as exc:
-            print(f"warning: the bundle's head changed but cannot be used ({exc}); "
-                  f"still using {predictor.head_description}", file=err, flush=True)
+            print(
+                f"warning: the bundle's head changed but cannot be used ({exc}); "
+                f"still using {predictor.head_description}",
+                file=err,
+                flush=True,
+            )
             return predictor
-        print(f"note: head changed; now using {new.head_description} ({new.fmt}, classes: "
-              f"{', '.join(new.classes)})", file=err, flush=True)
+        print(
+            f"note: head changed; now using {new.head_description} ({new.fmt}, classes: {', '.join(new.classes)})",
+            file=err,
+            flush=True,
+        )
         return new

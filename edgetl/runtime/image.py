@@ -80,7 +80,9 @@ def open_image(source, size: int | None = None) -> Image.Image:
     try:
         width, height = img.size
         if width * height > MAX_PIXELS:
-            raise ImageError(f"{name}: {width}x{height} pixels exceeds the {MAX_PIXELS:,}-pixel limit (decompression bomb?)")
+            raise ImageError(
+                f"{name}: {width}x{height} pixels exceeds the {MAX_PIXELS:,}-pixel limit (decompression bomb?)"
+            )
         if width < 1 or height < 1:
             raise ImageError(f"{name}: image has no pixels")
         if getattr(img, "n_frames", 1) > 1:

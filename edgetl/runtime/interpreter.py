@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -99,16 +100,20 @@ def _tflite_interpreter_class() -> tuple[type, str]:
     if importlib.util.find_spec("tflite_runtime") is not None and int(np.__version__.split(".")[0]) >= 2:
         # Every tflite-runtime ever published (frozen at 2.14) is built for NumPy 1, and pip pairs it with
         # NumPy 2: importing it prints NumPy's own traceback and creating an interpreter raises SystemError.
-        raise ModelError(f"tflite_runtime is built for NumPy 1 and cannot run with NumPy {np.__version__}: "
-                         "pip install ai-edge-litert (its successor), or pip install 'numpy<2'")
+        raise ModelError(
+            f"tflite_runtime is built for NumPy 1 and cannot run with NumPy {np.__version__}: "
+            "pip install ai-edge-litert (its successor), or pip install 'numpy<2'"
+        )
     try:
         from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
 
         print("note: ai_edge_litert is not installed; using tflite_runtime", file=sys.stderr)
         return Interpreter, "tflite_runtime"
     except ImportError:
-        raise ModelError("no TFLite interpreter installed: run `pip install ai-edge-litert` "
-                         "(or pick an ONNX format with --format onnx)") from None
+        raise ModelError(
+            "no TFLite interpreter installed: run `pip install ai-edge-litert` "
+            "(or pick an ONNX format with --format onnx)"
+        ) from None
 
 
 class TFLiteModel(Model):
@@ -126,8 +131,9 @@ class TFLiteModel(Model):
         self.input_dtype = np.dtype(inp["dtype"])
         self.input_shape = tuple(int(d) for d in inp["shape"])
         if self.input_dtype.type not in FLOAT_DTYPES + QUANT_DTYPES:
-            raise ModelError(f"{path.name}: unsupported input dtype {self.input_dtype}; "
-                             "expected float32, float16, uint8 or int8")
+            raise ModelError(
+                f"{path.name}: unsupported input dtype {self.input_dtype}; expected float32, float16, uint8 or int8"
+            )
         self.in_quant = Quant(*inp["quantization"][:2]) if self.input_dtype.type in QUANT_DTYPES else None
         out_dtype = np.dtype(out["dtype"])
         self.out_quant = Quant(*out["quantization"][:2]) if out_dtype.type in QUANT_DTYPES else None
@@ -164,7 +170,7 @@ class TFLiteModel(Model):
         return self.interpreter.get_tensor(self._out_index)
 
     def outputs(self, tensor: np.ndarray) -> np.ndarray:
-        outs = [self.invoke_one(tensor[i:i + 1]) for i in range(len(tensor))]
+        outs = [self.invoke_one(tensor[i : i + 1]) for i in range(len(tensor))]
         out = np.concatenate(outs, axis=0)
         out = self.out_quant.dequantize(out) if self.out_quant is not None else out.astype(np.float32)
         return _as_probabilities(out, self.role)
@@ -178,8 +184,10 @@ class OnnxModel(Model):
         try:
             import onnxruntime as ort
         except ImportError:
-            raise ModelError("onnxruntime is not installed: run `pip install onnxruntime` "
-                             "(or pick a TFLite format with --format tflite-int8)") from None
+            raise ModelError(
+                "onnxruntime is not installed: run `pip install onnxruntime` "
+                "(or pick a TFLite format with --format tflite-int8)"
+            ) from None
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)

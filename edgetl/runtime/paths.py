@@ -10,8 +10,9 @@ from __future__ import annotations
 import glob
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator, TextIO
+from typing import TextIO
 
 from edgetl.runtime.image import list_images
 

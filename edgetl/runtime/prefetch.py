@@ -12,8 +12,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 _END = object()
 
@@ -28,8 +29,9 @@ class Decoded:
     decode_ms: float = 0.0
 
 
-def prefetched(items: Iterable[Any], decode: Callable[[Any], Any], depth: int = 2,
-               skip: Callable[[Any], bool] = lambda item: False) -> Iterator[Decoded]:
+def prefetched(
+    items: Iterable[Any], decode: Callable[[Any], Any], depth: int = 2, skip: Callable[[Any], bool] = lambda item: False
+) -> Iterator[Decoded]:
     """Yield Decoded(item, decode(item)) in order, decoding up to `depth` items ahead on a thread.
 
     Items for which `skip(item)` is true are passed through undecoded. An exception raised by

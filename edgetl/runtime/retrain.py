@@ -77,7 +77,7 @@ def train_head(x: np.ndarray, y: np.ndarray, num_classes: int, cfg: RetrainConfi
     for _ in range(cfg.epochs):
         order = rng.permutation(len(xs))
         for start in range(0, len(xs), cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
+            idx = order[start : start + cfg.batch_size]
             acts, masks = [xs[idx]], []
             for i, (w, b) in enumerate(layers):  # forward
                 z = acts[-1] @ w + b
@@ -197,14 +197,18 @@ def _update_head(bundle, data: dict[str, list[Path]], cfg: RetrainConfig, err: T
     current = active.head
     unknown = sorted(set(data) - set(current.classes))
     if unknown and not cfg.allow_new_classes:
-        raise DataError(f"{cfg.data} has classes the head does not know: {', '.join(unknown)} "
-                        f"(head classes: {', '.join(current.classes)}); pass --allow-new-classes to add them")
+        raise DataError(
+            f"{cfg.data} has classes the head does not know: {', '.join(unknown)} "
+            f"(head classes: {', '.join(current.classes)}); pass --allow-new-classes to add them"
+        )
     classes = list(current.classes) + unknown
     base_fmt = choose_base_format(bundle, formats.fused_name(cfg.base_format) if cfg.base_format else None)
     cache, labels_now, new, failed = _features(bundle, base_fmt, current, data, cfg.threads, err)
     if len(labels_now) < 2:
-        raise DataError(f"update-head needs at least 2 readable images per class in {cfg.data}; "
-                        f"found {len(labels_now)} -- add more images")
+        raise DataError(
+            f"update-head needs at least 2 readable images per class in {cfg.data}; "
+            f"found {len(labels_now)} -- add more images"
+        )
     merged = {k: v for k, v in cache.labels.items() if v in classes}  # old data (cached), then this data
     merged.update(labels_now)
     keys = sorted(merged)
@@ -212,8 +216,11 @@ def _update_head(bundle, data: dict[str, list[Path]], cfg: RetrainConfig, err: T
     counts = np.bincount(y, minlength=len(classes)) if len(y) else np.zeros(len(classes), np.int64)
     thin = [c for c, n in zip(classes, counts) if n == 1]
     if len(keys) < 2 or thin:
-        raise DataError(f"update-head needs at least 2 readable images per class; found {len(keys)} image(s)"
-                        + (f", only one for {', '.join(thin)}" if thin else "") + " -- add more images")
+        raise DataError(
+            f"update-head needs at least 2 readable images per class; found {len(keys)} image(s)"
+            + (f", only one for {', '.join(thin)}" if thin else "")
+            + " -- add more images"
+        )
     missing = [c for c, n in zip(classes, counts) if n == 0]
     if missing:
         print(f"warning: no images for class(es) {', '.join(missing)}; the new head cannot predict them", file=err)
@@ -224,14 +231,21 @@ def _update_head(bundle, data: dict[str, list[Path]], cfg: RetrainConfig, err: T
     names = [classes[i] for i in y[hold_idx]]
     acc_current = accuracy(current, x[hold_idx], names)
     acc_new = accuracy(new_head, x[hold_idx], names)
-    result = UpdateResult(False, acc_current, acc_new, len(train_idx), len(hold_idx), new, len(keys) - new,
-                          failed, classes, None)
+    result = UpdateResult(
+        False, acc_current, acc_new, len(train_idx), len(hold_idx), new, len(keys) - new, failed, classes, None
+    )
     if acc_new < acc_current and not cfg.force:
-        raise GateError(f"new head: {acc_new:.1%} held-out accuracy < current head ({active.description}): "
-                        f"{acc_current:.1%} on {len(hold_idx)} images; kept the current head (--force to swap anyway)")
-    result.record = headstore.swap_in(bundle, new_head, acc_new, base_fmt,
-                                      {"previous_accuracy": acc_current, "num_train": len(train_idx),
-                                       "num_holdout": len(hold_idx)})
+        raise GateError(
+            f"new head: {acc_new:.1%} held-out accuracy < current head ({active.description}): "
+            f"{acc_current:.1%} on {len(hold_idx)} images; kept the current head (--force to swap anyway)"
+        )
+    result.record = headstore.swap_in(
+        bundle,
+        new_head,
+        acc_new,
+        base_fmt,
+        {"previous_accuracy": acc_current, "num_train": len(train_idx), "num_holdout": len(hold_idx)},
+    )
     result.swapped = True
     headstore.prune(bundle)
     return result

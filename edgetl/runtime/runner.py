@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 from PIL import Image
@@ -45,8 +46,10 @@ def _pick(bundle: Bundle, candidates: Iterable[str], what: str) -> str:
         if fmt in bundle.models and interpreter.runtime_available(interpreter.runtime_of(fmt, bundle.models[fmt])):
             return fmt
     have = ", ".join(bundle.models) or "none"
-    raise BundleError(f"no {what} model in {bundle.root} can run here (bundle has: {have}); "
-                      "install a runtime with `pip install ai-edge-litert` or `pip install onnxruntime`")
+    raise BundleError(
+        f"no {what} model in {bundle.root} can run here (bundle has: {have}); "
+        "install a runtime with `pip install ai-edge-litert` or `pip install onnxruntime`"
+    )
 
 
 def choose_format(bundle: Bundle, fmt: str | None) -> str:
@@ -54,7 +57,9 @@ def choose_format(bundle: Bundle, fmt: str | None) -> str:
     if fmt is None:
         return _pick(bundle, formats.RUN_PREFERENCE, "fused")
     if fmt not in bundle.models or is_base(fmt, bundle.models[fmt]):
-        raise BundleError(f"--format {fmt} is not in this bundle; choose one of: {', '.join(fused_formats(bundle)) or 'none'}")
+        raise BundleError(
+            f"--format {fmt} is not in this bundle; choose one of: {', '.join(fused_formats(bundle)) or 'none'}"
+        )
     return fmt
 
 
@@ -63,12 +68,16 @@ def choose_base_format(bundle: Bundle, fmt: str | None, trained_on: str | None =
     if fmt is not None:
         if formats.BASE_PREFIX + fmt not in bundle.models:
             bases = [formats.fused_name(f) for f in bundle.models if formats.is_base(f)]
-            raise BundleError(f"the device head needs base-{fmt}, which this bundle lacks; use --format "
-                              f"{' or '.join(bases) or '(none)'} or `edgetl rollback-head`")
+            raise BundleError(
+                f"the device head needs base-{fmt}, which this bundle lacks; use --format "
+                f"{' or '.join(bases) or '(none)'} or `edgetl rollback-head`"
+            )
         return formats.BASE_PREFIX + fmt
     if not any(is_base(f, e) for f, e in bundle.models.items()):
-        raise BundleError(f"{bundle.root} has no base model (base-<format>) to run a device head with; "
-                          "re-export the bundle with its split form")
+        raise BundleError(
+            f"{bundle.root} has no base model (base-<format>) to run a device head with; "
+            "re-export the bundle with its split form"
+        )
     order = ([trained_on] if trained_on else []) + [formats.BASE_PREFIX + f for f in formats.RUN_PREFERENCE]
     return _pick(bundle, order, "base")
 
@@ -123,12 +132,16 @@ def open_predictor(bundle_dir, fmt: str | None = None, threads: int | None = Non
     threads = default_threads() if threads is None else threads
     bundle = load_bundle(bundle_dir)
     if fmt is not None and fmt not in bundle.models:
-        raise BundleError(f"--format {fmt} is not in this bundle; choose one of: {', '.join(fused_formats(bundle)) or 'none'}")
+        raise BundleError(
+            f"--format {fmt} is not in this bundle; choose one of: {', '.join(fused_formats(bundle)) or 'none'}"
+        )
     active = headstore.active_head(bundle) if headstore.read_pointer(bundle) is not None else None
     if active is not None and active.is_device_head:
         chosen = choose_base_format(bundle, fmt, active.record.get("base"))
         entry = bundle.models[chosen]
-        model = interpreter.open_model(bundle.model_path(chosen), interpreter.runtime_of(chosen, entry), threads, "base")
+        model = interpreter.open_model(
+            bundle.model_path(chosen), interpreter.runtime_of(chosen, entry), threads, "base"
+        )
         return Predictor(bundle, chosen, model, active.head, active.description, list(active.head.classes))
     chosen = choose_format(bundle, fmt)
     entry = bundle.models[chosen]
@@ -142,12 +155,20 @@ def top_k(probs: np.ndarray, classes: list[str], k: int) -> list[dict]:
     return [{"label": classes[i], "score": round(float(probs[i]), 6)} for i in order]
 
 
-def format_result(key: str, name, probs: np.ndarray, classes: list[str], k: int, latency_ms: float,
-                  as_json: bool) -> str:
+def format_result(
+    key: str, name, probs: np.ndarray, classes: list[str], k: int, latency_ms: float, as_json: bool
+) -> str:
     best = top_k(probs, classes, k)
     if as_json:
-        return json.dumps({key: name, "label": best[0]["label"], "score": best[0]["score"],
-                           "top_k": best, "latency_ms": round(latency_ms, 3)})
+        return json.dumps(
+            {
+                key: name,
+                "label": best[0]["label"],
+                "score": best[0]["score"],
+                "top_k": best,
+                "latency_ms": round(latency_ms, 3),
+            }
+        )
     line = f"{name}  {best[0]['label']}  {best[0]['score']:.3f}  ({latency_ms:.1f} ms)"
     if len(best) > 1:
         line += "  [" + ", ".join(f"{b['label']} {b['score']:.3f}" for b in best[1:]) + "]"
@@ -167,8 +188,15 @@ class Summary:
         return 1 if self.failed else 0
 
 
-def run_paths(predictor: Predictor, items: Iterable[PathItem], out: TextIO, err: TextIO,
-              k: int = 1, as_json: bool = False, prefetch: int = 2) -> Summary:
+def run_paths(
+    predictor: Predictor,
+    items: Iterable[PathItem],
+    out: TextIO,
+    err: TextIO,
+    k: int = 1,
+    as_json: bool = False,
+    prefetch: int = 2,
+) -> Summary:
     """Classify each path; a bad one gets `error: <path>: <reason>` on `err` and the run goes on.
 
     The next `prefetch` images are decoded on a background thread while the current one is on
@@ -177,7 +205,9 @@ def run_paths(predictor: Predictor, items: Iterable[PathItem], out: TextIO, err:
     """
     summary = Summary()
     start = time.perf_counter()
-    for got in prefetched(items, lambda item: predictor.model_input(item.path), prefetch, lambda item: item.error is not None):
+    for got in prefetched(
+        items, lambda item: predictor.model_input(item.path), prefetch, lambda item: item.error is not None
+    ):
         item = got.item
         if item.error is not None:
             summary.failed += 1
@@ -188,7 +218,7 @@ def run_paths(predictor: Predictor, items: Iterable[PathItem], out: TextIO, err:
                 raise got.error
             summary.failed += 1
             reason = str(got.error)
-            reason = reason[len(item.path) + 2:] if reason.startswith(f"{item.path}: ") else reason
+            reason = reason[len(item.path) + 2 :] if reason.startswith(f"{item.path}: ") else reason
             print(f"error: {item.path}: {reason}", file=err, flush=True)
             continue
         t0 = time.perf_counter()
@@ -204,10 +234,20 @@ def _skipped(count: int) -> str:
     return f", {count} older frames skipped" if count else ""
 
 
-def run_camera(predictor: Predictor, source: FrameSource, out: TextIO, err: TextIO, k: int = 1,
-               as_json: bool = False, max_frames: int | None = None, fps_every: float = 10.0,
-               retry: Retry = Retry(), sleep: Callable[[float], None] = time.sleep,
-               clock: Callable[[], float] = time.perf_counter, head_watch: HeadWatch | None = None) -> Summary:
+def run_camera(
+    predictor: Predictor,
+    source: FrameSource,
+    out: TextIO,
+    err: TextIO,
+    k: int = 1,
+    as_json: bool = False,
+    max_frames: int | None = None,
+    fps_every: float = 10.0,
+    retry: Retry = Retry(),
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.perf_counter,
+    head_watch: HeadWatch | None = None,
+) -> Summary:
     """Classify frames until max_frames, Ctrl-C (a clean stop) or a camera gone for good (CameraError).
 
     With `head_watch`, a head swapped in meanwhile (update-head, rollback-head) is used from the next frame.
@@ -232,14 +272,21 @@ def run_camera(predictor: Predictor, source: FrameSource, out: TextIO, err: Text
                 continue
             summary.ok += 1
             frames_since += 1
-            print(format_result("frame", number, probs, predictor.classes, k, (clock() - t0) * 1000.0, as_json),
-                  file=out, flush=True)
+            print(
+                format_result("frame", number, probs, predictor.classes, k, (clock() - t0) * 1000.0, as_json),
+                file=out,
+                flush=True,
+            )
             if head_watch is not None:
                 predictor = head_watch.check(predictor, err)
             now = clock()
             if fps_every and now - last_report >= fps_every:
-                print(f"fps: {frames_since / (now - last_report):.1f} ({summary.ok} frames, {summary.failed_reads} "
-                      f"failed reads{_skipped(getattr(source, 'skipped', 0))})", file=err, flush=True)
+                print(
+                    f"fps: {frames_since / (now - last_report):.1f} ({summary.ok} frames, {summary.failed_reads} "
+                    f"failed reads{_skipped(getattr(source, 'skipped', 0))})",
+                    file=err,
+                    flush=True,
+                )
                 last_report, frames_since = now, 0
     except KeyboardInterrupt:
         print("stopped (Ctrl-C)", file=err, flush=True)
@@ -250,9 +297,12 @@ def run_camera(predictor: Predictor, source: FrameSource, out: TextIO, err: Text
         summary.seconds = clock() - start
         summary.skipped = getattr(source, "skipped", 0)
     rate = summary.ok / summary.seconds if summary.seconds > 0 else 0.0
-    print(f"summary: {summary.ok} frames in {summary.seconds:.1f} s ({rate:.1f} fps), "
-          f"{summary.failed} failed, {summary.failed_reads} failed reads{_skipped(summary.skipped)}", file=err, flush=True)
+    print(
+        f"summary: {summary.ok} frames in {summary.seconds:.1f} s ({rate:.1f} fps), "
+        f"{summary.failed} failed, {summary.failed_reads} failed reads{_skipped(summary.skipped)}",
+        file=err,
+        flush=True,
+    )
     if gone is not None:
         raise gone
     return summary
-

@@ -42,13 +42,22 @@ class AugmentParams:
     fill_mode: str = "nearest"
 
     @classmethod
-    def from_config(cls, config) -> "AugmentParams":
+    def from_config(cls, config) -> AugmentParams:
         return cls(**{name: getattr(config, name) for name in cls.__dataclass_fields__})
 
     @property
     def active(self) -> bool:
-        return any((self.rotation, self.width_shift, self.height_shift, self.shear, self.zoom,
-                    self.horizontal_flip, self.vertical_flip))
+        return any(
+            (
+                self.rotation,
+                self.width_shift,
+                self.height_shift,
+                self.shear,
+                self.zoom,
+                self.horizontal_flip,
+                self.vertical_flip,
+            )
+        )
 
     def digest(self, seed: int) -> str:
         """Identity of the views these settings produce with this seed (a feature-cache key part)."""

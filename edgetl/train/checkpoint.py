@@ -44,8 +44,14 @@ class State:
 def save_state(folder: Path, digest: str, state: State) -> Path:
     arrays = {f"w{i}": w for i, w in enumerate(state.weights)}
     arrays.update({f"o{i}": o for i, o in enumerate(state.optimizer)})
-    meta = {"digest": digest, "phase": state.phase, "epoch": state.epoch, "history": state.history,
-            "n_weights": len(state.weights), "n_optimizer": len(state.optimizer)}
+    meta = {
+        "digest": digest,
+        "phase": state.phase,
+        "epoch": state.epoch,
+        "history": state.history,
+        "n_weights": len(state.weights),
+        "n_optimizer": len(state.optimizer),
+    }
     buf = io.BytesIO()
     np.savez(buf, meta=np.array(json.dumps(meta)), **arrays)
     return atomic.write_bytes(Path(folder) / STATE_FILE, buf.getvalue())

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -33,44 +34,85 @@ class TrainConfig:
 
     # data
     data: str | None = field(default=None, metadata=_opt("Class-per-folder image tree (with train/ and val/ or flat)."))
-    val_split: float = field(default=0.2, metadata=_opt("Fraction held out per class when --data is flat.", low=0.0, high=0.9))
+    val_split: float = field(
+        default=0.2, metadata=_opt("Fraction held out per class when --data is flat.", low=0.0, high=0.9)
+    )
     # base
     base: str = field(default="mobilenet_v2", metadata=_opt("Pretrained base (see `edgetl layers`)."))
     weights: str = field(default="imagenet", metadata=_opt("imagenet | none | path to a .h5 weights file."))
-    cut_layer: str | None = field(default=None, metadata=_opt("Layer of the base whose output feeds the head (default: the base's last layer)."))
+    cut_layer: str | None = field(
+        default=None, metadata=_opt("Layer of the base whose output feeds the head (default: the base's last layer).")
+    )
     input_size: int = field(default=160, metadata=_opt("Square input size in pixels.", low=32, high=1024))
     # head
-    pooling: str = field(default="avg", metadata=_opt("How the base's feature map becomes a vector.", choices=("avg", "max", "flatten")))
-    dense_units: tuple[int, ...] = field(default=(), metadata=_opt("Hidden Dense layers of the head, e.g. 1024 or 512,128."))
-    dense_activation: str = field(default="relu", metadata=_opt("Activation of the hidden Dense layers.", choices=("relu", "tanh", "swish")))
+    pooling: str = field(
+        default="avg", metadata=_opt("How the base's feature map becomes a vector.", choices=("avg", "max", "flatten"))
+    )
+    dense_units: tuple[int, ...] = field(
+        default=(), metadata=_opt("Hidden Dense layers of the head, e.g. 1024 or 512,128.")
+    )
+    dense_activation: str = field(
+        default="relu", metadata=_opt("Activation of the hidden Dense layers.", choices=("relu", "tanh", "swish"))
+    )
     dropout: float = field(default=0.2, metadata=_opt("Dropout before the output layer.", low=0.0, high=0.95))
     # augmentation (applied to images before the frozen base; each view is cached)
-    augment: bool = field(default=False, metadata=_opt("Train the head on augmented views as well as the original images."))
-    augment_views: int = field(default=2, metadata=_opt("Augmented views per training image (cached once).", low=0, high=64))
-    rotation: float = field(default=0.0, metadata=_opt("Max rotation in degrees (Keras rotation_range).", low=0.0, high=180.0))
-    width_shift: float = field(default=0.0, metadata=_opt("Max horizontal shift as a fraction of width.", low=0.0, high=1.0))
-    height_shift: float = field(default=0.0, metadata=_opt("Max vertical shift as a fraction of height.", low=0.0, high=1.0))
-    shear: float = field(default=0.0, metadata=_opt("Max shear angle in degrees (Keras shear_range).", low=0.0, high=45.0))
+    augment: bool = field(
+        default=False, metadata=_opt("Train the head on augmented views as well as the original images.")
+    )
+    augment_views: int = field(
+        default=2, metadata=_opt("Augmented views per training image (cached once).", low=0, high=64)
+    )
+    rotation: float = field(
+        default=0.0, metadata=_opt("Max rotation in degrees (Keras rotation_range).", low=0.0, high=180.0)
+    )
+    width_shift: float = field(
+        default=0.0, metadata=_opt("Max horizontal shift as a fraction of width.", low=0.0, high=1.0)
+    )
+    height_shift: float = field(
+        default=0.0, metadata=_opt("Max vertical shift as a fraction of height.", low=0.0, high=1.0)
+    )
+    shear: float = field(
+        default=0.0, metadata=_opt("Max shear angle in degrees (Keras shear_range).", low=0.0, high=45.0)
+    )
     zoom: float = field(default=0.0, metadata=_opt("Zoom range: scale drawn from [1-zoom, 1+zoom].", low=0.0, high=0.9))
     horizontal_flip: bool = field(default=False, metadata=_opt("Randomly mirror left-right."))
     vertical_flip: bool = field(default=False, metadata=_opt("Randomly mirror top-bottom."))
-    fill_mode: str = field(default="nearest", metadata=_opt("How pixels moved in from outside are filled (Keras ImageDataGenerator 'nearest' or RandomRotation 'reflect').", choices=("nearest", "reflect")))
+    fill_mode: str = field(
+        default="nearest",
+        metadata=_opt(
+            "How pixels moved in from outside are filled "
+            "(Keras ImageDataGenerator 'nearest' or RandomRotation 'reflect').",
+            choices=("nearest", "reflect"),
+        ),
+    )
     # optimisation of the head
     optimizer: str = field(default="adam", metadata=_opt("Optimizer of the head.", choices=("adam", "rmsprop", "sgd")))
     learning_rate: float = field(default=1e-4, metadata=_opt("Learning rate of the head.", low=1e-8, high=1.0))
     batch_size: int = field(default=32, metadata=_opt("Batch size.", low=1, high=4096))
     epochs: int = field(default=10, metadata=_opt("Epochs of head training.", low=1, high=10000))
     # fine-tuning
-    fine_tune_layers: int = field(default=0, metadata=_opt("Unfreeze the top N layers of the base after the head converged (0: off).", low=0, high=100000))
+    fine_tune_layers: int = field(
+        default=0,
+        metadata=_opt("Unfreeze the top N layers of the base after the head converged (0: off).", low=0, high=100000),
+    )
     fine_tune_epochs: int = field(default=5, metadata=_opt("Epochs of end-to-end fine-tuning.", low=1, high=10000))
-    fine_tune_learning_rate: float = field(default=1e-5, metadata=_opt("Learning rate for fine-tuning (keep it low).", low=1e-9, high=1.0))
-    qat: bool = field(default=False, metadata=_opt("Quantization-aware training of the head after training (tensorflow-model-optimization)."))
+    fine_tune_learning_rate: float = field(
+        default=1e-5, metadata=_opt("Learning rate for fine-tuning (keep it low).", low=1e-9, high=1.0)
+    )
+    qat: bool = field(
+        default=False,
+        metadata=_opt("Quantization-aware training of the head after training (tensorflow-model-optimization)."),
+    )
     qat_epochs: int = field(default=2, metadata=_opt("Epochs of quantization-aware training.", low=1, high=1000))
     # run
-    seed: int = field(default=42, metadata=_opt("Seed for splitting, augmentation and initialisation.", low=0, high=2**31 - 1))
+    seed: int = field(
+        default=42, metadata=_opt("Seed for splitting, augmentation and initialisation.", low=0, high=2**31 - 1)
+    )
     out: str = field(default="runs/latest", metadata=_opt("Run folder to write."))
     cache_dir: str = field(default="~/.cache/edgetl", metadata=_opt("Where base features are cached between runs."))
-    strategy: str = field(default="default", metadata=_opt("tf.distribute strategy.", choices=("default", "mirrored", "multi_worker")))
+    strategy: str = field(
+        default="default", metadata=_opt("tf.distribute strategy.", choices=("default", "mirrored", "multi_worker"))
+    )
     tensorboard: bool = field(default=False, metadata=_opt("Write TensorBoard logs into the run folder."))
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,7 +120,7 @@ class TrainConfig:
         out["dense_units"] = list(self.dense_units)
         return out
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return build_config({**self.to_dict(), **changes})
 
 

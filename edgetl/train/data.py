@@ -100,8 +100,10 @@ def load_dataset(path: str | Path | None, val_split: float = 0.2, seed: int = 42
         if set(train_classes) != set(val_classes):
             only_train = sorted(set(train_classes) - set(val_classes))
             only_val = sorted(set(val_classes) - set(train_classes))
-            raise DataError(f"{train_dir} and {val_dir} have different classes (only in train: {only_train or '-'}, "
-                            f"only in val: {only_val or '-'}); give both the same class folders")
+            raise DataError(
+                f"{train_dir} and {val_dir} have different classes (only in train: {only_train or '-'}, "
+                f"only in val: {only_val or '-'}); give both the same class folders"
+            )
         names = sorted(train_classes)
         train = [(p, i) for i, n in enumerate(names) for p in train_classes[n]]
         val = [(p, i) for i, n in enumerate(names) for p in val_classes[n]]

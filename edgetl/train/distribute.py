@@ -44,8 +44,9 @@ def read_tf_config(text: str | None) -> Workers:
     """TF_CONFIG's JSON -> Workers, or a ConfigError saying what is wrong with it."""
     hint = "see docs/multi_worker.md"
     if not text:
-        raise ConfigError(f"strategy multi_worker needs the TF_CONFIG environment variable "
-                          f"(cluster and task of this worker); {hint}")
+        raise ConfigError(
+            f"strategy multi_worker needs the TF_CONFIG environment variable (cluster and task of this worker); {hint}"
+        )
     try:
         spec = json.loads(text)
     except ValueError as exc:
@@ -64,11 +65,17 @@ def read_tf_config(text: str | None) -> Workers:
     if len(jobs["chief"]) > 1 or not jobs["chief"] + jobs["worker"]:
         raise ConfigError(f"TF_CONFIG needs at most one 'chief' and at least one worker; {hint}")
     kind, index = task.get("type"), task.get("index", 0)
-    if kind not in jobs or not jobs[kind] or isinstance(index, bool) or not isinstance(index, int) \
-            or not 0 <= index < len(jobs[kind]):
+    if (
+        kind not in jobs
+        or not jobs[kind]
+        or isinstance(index, bool)
+        or not isinstance(index, int)
+        or not 0 <= index < len(jobs[kind])
+    ):
         raise ConfigError(f"TF_CONFIG task {task!r} is not in the cluster (type chief|worker, index < its count)")
-    return Workers(count=len(jobs["chief"]) + len(jobs["worker"]),
-                   index=index + (len(jobs["chief"]) if kind == "worker" else 0))
+    return Workers(
+        count=len(jobs["chief"]) + len(jobs["worker"]), index=index + (len(jobs["chief"]) if kind == "worker" else 0)
+    )
 
 
 def _multi_worker():
@@ -77,7 +84,8 @@ def _multi_worker():
 
     # RING: collectives over gRPC, works on CPU-only hosts (NCCL needs GPUs)
     options = tf.distribute.experimental.CommunicationOptions(
-        implementation=tf.distribute.experimental.CommunicationImplementation.RING)
+        implementation=tf.distribute.experimental.CommunicationImplementation.RING
+    )
     return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options), workers
 
 
@@ -86,6 +94,7 @@ def _local(factory_name: str):
         from edgetl._tf import tf
 
         return getattr(tf.distribute, factory_name)(), Workers()
+
     return make
 
 
@@ -122,8 +131,10 @@ def barrier(strategy, workers: Workers, token: str, what: str) -> None:
     t = float(int(token[:4], 16))
     n, s, s2 = sum_across_workers(strategy, [np.array([1.0, t, t * t])])[0]
     if int(n) != workers.count or n * s2 != s * s:  # all equal <=> n * sum(t^2) == sum(t)^2
-        raise ConfigError(f"the {workers.count} workers disagree on the {what}; give them the same config, "
-                          f"data and weights (seed, weights file, edgetl/TensorFlow versions)")
+        raise ConfigError(
+            f"the {workers.count} workers disagree on the {what}; give them the same config, "
+            f"data and weights (seed, weights file, edgetl/TensorFlow versions)"
+        )
 
 
 def shared_features(cache, strategy, workers: Workers, jobs: list[tuple[list, dict]]) -> list:
@@ -134,12 +145,14 @@ def shared_features(cache, strategy, workers: Workers, jobs: list[tuple[list, di
     """
     if workers.count == 1:
         return [cache.extract(paths, **kwargs) for paths, kwargs in jobs]
-    mine = [cache.extract(paths[workers.index::workers.count], **kwargs) for paths, kwargs in jobs]
+    mine = [cache.extract(paths[workers.index :: workers.count], **kwargs) for paths, kwargs in jobs]
     barrier(strategy, workers, cache.digest, "feature cache (base weights, size, cut layer)")
     cache.reload()
     done = [cache.extract(paths, **kwargs) for paths, kwargs in jobs]
-    return [replace(d, computed=d.computed + m.computed, cached=d.cached - m.computed, seconds=d.seconds + m.seconds)
-            for d, m in zip(done, mine)]
+    return [
+        replace(d, computed=d.computed + m.computed, cached=d.cached - m.computed, seconds=d.seconds + m.seconds)
+        for d, m in zip(done, mine)
+    ]
 
 
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int):
@@ -166,7 +179,7 @@ def share_state(strategy, workers: Workers, state, model, optimizer):
     weights = mine.weights if mine else [np.zeros_like(w) for w in model.get_weights()]
     slots = mine.optimizer if mine else [np.zeros_like(np.asarray(v.numpy())) for v in optimizer.variables]
     shared = sum_across_workers(strategy, list(weights) + list(slots))
-    return State("head", done - 1, list(mine.history) if mine else [], shared[:len(weights)], shared[len(weights):])
+    return State("head", done - 1, list(mine.history) if mine else [], shared[: len(weights)], shared[len(weights) :])
 
 
 def output_folder(out: Path, workers: Workers) -> Path:

@@ -9,8 +9,8 @@ data is images, runs one model.fit per epoch (run_phase).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -79,21 +79,50 @@ def fit_epoch(model, x, y, epoch: int, config: TrainConfig, validation, callback
         order = epoch_order(config, epoch, len(x))
         x, y = x[order], y[order]
         if config.strategy == "multi_worker":  # explicit DATA sharding of each global batch
-            x, y, validation = distribute.batches(x, y, config.batch_size), None, distribute.batches(
-                *validation, config.batch_size)
+            x, y, validation = (
+                distribute.batches(x, y, config.batch_size),
+                None,
+                distribute.batches(*validation, config.batch_size),
+            )
     batch_size = config.batch_size if isinstance(x, np.ndarray) else None
-    h = model.fit(x, y, batch_size=batch_size, epochs=epoch + 1,
-                  initial_epoch=epoch, shuffle=False, validation_data=validation, verbose=0, callbacks=callbacks)
+    h = model.fit(
+        x,
+        y,
+        batch_size=batch_size,
+        epochs=epoch + 1,
+        initial_epoch=epoch,
+        shuffle=False,
+        validation_data=validation,
+        verbose=0,
+        callbacks=callbacks,
+    )
     return {k: float(v[-1]) for k, v in h.history.items()}
 
 
-def end_epoch(phase: str, model, optimizer, epoch: int, logs: dict, out: Path, digest: str, history: list[dict],
-              epoch_hook: EpochHook | None, echo) -> None:
+def end_epoch(
+    phase: str,
+    model,
+    optimizer,
+    epoch: int,
+    logs: dict,
+    out: Path,
+    digest: str,
+    history: list[dict],
+    epoch_hook: EpochHook | None,
+    echo,
+) -> None:
     """History row, progress line, checkpoint, then the hook (tests stop here)."""
-    history.append({"epoch": epoch + 1, "phase": phase, **{k: logs.get(k) for k in
-                    ("loss", "accuracy", "val_loss", "val_accuracy")}})
-    echo(f"epoch {epoch + 1} [{phase}] loss {logs['loss']:.4f} acc {logs['accuracy']:.4f} "
-         f"val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}")
+    history.append(
+        {
+            "epoch": epoch + 1,
+            "phase": phase,
+            **{k: logs.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
+        }
+    )
+    echo(
+        f"epoch {epoch + 1} [{phase}] loss {logs['loss']:.4f} acc {logs['accuracy']:.4f} "
+        f"val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}"
+    )
     state = checkpoint.State(phase, epoch, history, model.get_weights(), checkpoint.optimizer_values(optimizer))
     checkpoint.save_state(out / "checkpoints", digest, state)
     slow_step()
@@ -101,8 +130,22 @@ def end_epoch(phase: str, model, optimizer, epoch: int, logs: dict, out: Path, d
         epoch_hook(phase, epoch)
 
 
-def run_phase(phase: str, model, optimizer, first: int, last: int, data_for_epoch, validation, config, out: Path,
-              digest: str, history: list[dict], callbacks, epoch_hook: EpochHook | None, echo) -> None:
+def run_phase(
+    phase: str,
+    model,
+    optimizer,
+    first: int,
+    last: int,
+    data_for_epoch,
+    validation,
+    config,
+    out: Path,
+    digest: str,
+    history: list[dict],
+    callbacks,
+    epoch_hook: EpochHook | None,
+    echo,
+) -> None:
     """Epochs [first, last) of a phase, one model.fit per epoch; a checkpoint after each one."""
     for epoch in range(first, last):
         x, y = data_for_epoch(epoch)
@@ -110,8 +153,22 @@ def run_phase(phase: str, model, optimizer, first: int, last: int, data_for_epoc
         end_epoch(phase, model, optimizer, epoch, logs, out, digest, history, epoch_hook, echo)
 
 
-def run_head_phase(model, optimizer, first: int, last: int, x: np.ndarray, y: np.ndarray, validation, config,
-                   out: Path, digest: str, history: list[dict], callbacks, epoch_hook: EpochHook | None, echo) -> None:
+def run_head_phase(
+    model,
+    optimizer,
+    first: int,
+    last: int,
+    x: np.ndarray,
+    y: np.ndarray,
+    validation,
+    config,
+    out: Path,
+    digest: str,
+    history: list[dict],
+    callbacks,
+    epoch_hook: EpochHook | None,
+    echo,
+) -> None:
     """The head on cached features: every epoch in ONE model.fit, same batches and seeds as run_phase.
 
     A fit call per epoch costs ~0.3 s of setup (data adapters, iterators) for a head whose epoch
@@ -125,8 +182,22 @@ def run_head_phase(model, optimizer, first: int, last: int, x: np.ndarray, y: np
     if first >= last:
         return
     if config.strategy == "multi_worker" or not seed_epoch(model, config, first):
-        run_phase("head", model, optimizer, first, last, lambda e: (x, y), validation, config, out, digest,
-                  history, callbacks, epoch_hook, echo)
+        run_phase(
+            "head",
+            model,
+            optimizer,
+            first,
+            last,
+            lambda e: (x, y),
+            validation,
+            config,
+            out,
+            digest,
+            history,
+            callbacks,
+            epoch_hook,
+            echo,
+        )
         return
 
     class EpochBoundary(keras.callbacks.Callback):
@@ -134,17 +205,36 @@ def run_head_phase(model, optimizer, first: int, last: int, x: np.ndarray, y: np
             seed_epoch(model, config, epoch)
 
         def on_epoch_end(self, epoch, logs=None):
-            end_epoch("head", model, optimizer, epoch, {k: float(v) for k, v in (logs or {}).items()}, out,
-                      digest, history, epoch_hook, echo)
+            end_epoch(
+                "head",
+                model,
+                optimizer,
+                epoch,
+                {k: float(v) for k, v in (logs or {}).items()},
+                out,
+                digest,
+                history,
+                epoch_hook,
+                echo,
+            )
 
     features, labels = tf.constant(x), tf.constant(y)
     orders = tf.data.Dataset.from_generator(  # one epoch's permutation at a time, not epochs x rows at once
         lambda: (epoch_order(config, e, len(x)) for e in range(first, last)),
-        output_signature=tf.TensorSpec((len(x),), tf.int64))
-    batches = (orders
-               .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(config.batch_size))
-               .map(lambda rows: (tf.gather(features, rows), tf.gather(labels, rows)))
-               .prefetch(2))
-    model.fit(batches, epochs=last, initial_epoch=first, steps_per_epoch=-(-len(x) // config.batch_size),
-              validation_data=validation, validation_batch_size=config.batch_size, verbose=0,
-              callbacks=[EpochBoundary(), *callbacks])
+        output_signature=tf.TensorSpec((len(x),), tf.int64),
+    )
+    batches = (
+        orders.flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(config.batch_size))
+        .map(lambda rows: (tf.gather(features, rows), tf.gather(labels, rows)))
+        .prefetch(2)
+    )
+    model.fit(
+        batches,
+        epochs=last,
+        initial_epoch=first,
+        steps_per_epoch=-(-len(x) // config.batch_size),
+        validation_data=validation,
+        validation_batch_size=config.batch_size,
+        verbose=0,
+        callbacks=[EpochBoundary(), *callbacks],
+    )

@@ -26,10 +26,10 @@ import json
 import os
 import stat
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -92,16 +92,35 @@ class FeatureSet:
 class FeatureExtractor:
     """Computes base features for image files, serving what it can from the on-disk store."""
 
-    def __init__(self, base, *, base_name: str, cut_layer: str | None, input_size: int, scale: float,
-                 offset: float, pooling: str, cache_dir: str | Path, batch_size: int = EXTRACT_BATCH):
+    def __init__(
+        self,
+        base,
+        *,
+        base_name: str,
+        cut_layer: str | None,
+        input_size: int,
+        scale: float,
+        offset: float,
+        pooling: str,
+        cache_dir: str | Path,
+        batch_size: int = EXTRACT_BATCH,
+    ):
         self.model = feature_model(base, pooling)
         self._forward = traced_forward(self.model)
         self.input_size, self.scale, self.offset = input_size, scale, offset
         self.batch_size = max(1, min(batch_size, EXTRACT_BATCH))
         dtype = np.float16 if pooling == "none" else np.float32
-        identity = {"version": CACHE_VERSION, "base": base_name, "cut": cut_layer, "size": input_size,
-                    "scale": scale, "offset": offset, "pooling": pooling, "weights": weights_digest(base),
-                    "dtype": np.dtype(dtype).name}
+        identity = {
+            "version": CACHE_VERSION,
+            "base": base_name,
+            "cut": cut_layer,
+            "size": input_size,
+            "scale": scale,
+            "offset": offset,
+            "pooling": pooling,
+            "weights": weights_digest(base),
+            "dtype": np.dtype(dtype).name,
+        }
         self.digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
         self.store = FeatureStore(Path(cache_dir).expanduser() / "features" / self.digest, dtype)
         self.folder = self.store.folder
@@ -119,8 +138,14 @@ class FeatureExtractor:
         slow_step()
         return out
 
-    def extract(self, paths: list[Path], views: int = 0, params: AugmentParams | None = None, seed: int = 0,
-                desc: str = "features") -> FeatureSet:
+    def extract(
+        self,
+        paths: list[Path],
+        views: int = 0,
+        params: AugmentParams | None = None,
+        seed: int = 0,
+        desc: str = "features",
+    ) -> FeatureSet:
         """Features of `paths` for view 0 (clean) and views 1..`views` (augmented with params)."""
         if views and params is None:
             raise ValueError("augmented views need AugmentParams")
@@ -140,8 +165,16 @@ class FeatureExtractor:
         reasons = [(str(paths[i]), _strip_path(skipped[i], paths[i])) for i in sorted(skipped)]
         return FeatureSet(out, kept, reasons, computed, len(kept) * (views + 1) - computed, time.time() - start)
 
-    def _compute(self, paths: list[Path], missing: list[tuple[int, list[int]]], key, params, seed: int,
-                 skipped: dict[int, str], desc: str) -> int:
+    def _compute(
+        self,
+        paths: list[Path],
+        missing: list[tuple[int, list[int]]],
+        key,
+        params,
+        seed: int,
+        skipped: dict[int, str],
+        desc: str,
+    ) -> int:
         """Run the base on every missing (image, view); undecodable images go into `skipped`."""
         from tqdm import tqdm
 
@@ -158,7 +191,9 @@ class FeatureExtractor:
             batch.clear()
 
         with tqdm(total=len(missing), desc=desc, unit="img", disable=None) as bar:
-            for i, views_of_i, error in decoded_views(paths, missing, self.input_size, params, seed, key, self.batch_size):
+            for i, views_of_i, error in decoded_views(
+                paths, missing, self.input_size, params, seed, key, self.batch_size
+            ):
                 bar.update(1)
                 if error is not None:
                     skipped[i] = error
@@ -188,14 +223,16 @@ def hash_files(paths: list[Path]) -> tuple[dict[int, str], dict[int, str]]:
     return hashes, skipped
 
 
-def decoded_views(paths: list[Path], missing: list[tuple[int, list[int]]], size: int, params, seed: int, key,
-                  batch_size: int) -> Iterator[tuple[int, list | None, str | None]]:
+def decoded_views(
+    paths: list[Path], missing: list[tuple[int, list[int]]], size: int, params, seed: int, key, batch_size: int
+) -> Iterator[tuple[int, list | None, str | None]]:
     """(image index, [(key, uint8 pixels of each missing view)], error) for each image, in order.
 
     A block is decoded on every core, then the caller runs the base on it with the cores to
     itself: TF's intra-op threads stall when decoder threads preempt them (20 s vs 14 s on 2
     cores; even at the lowest thread priority, overlapping them was slower).
     """
+
     def prepare(item: tuple[int, list[int]]):
         i, views = item
         try:
@@ -203,15 +240,19 @@ def decoded_views(paths: list[Path], missing: list[tuple[int, list[int]]], size:
         except ImageError as exc:
             return i, None, str(exc)
         sha = key(i, 0).split(":", 1)[0]
-        return i, [(key(i, v), pixels if v == 0 else augment(pixels, params, view_rng(seed, sha, v))) for v in views], None
+        return (
+            i,
+            [(key(i, v), pixels if v == 0 else augment(pixels, params, view_rng(seed, sha, v))) for v in views],
+            None,
+        )
 
     block = max(4 * batch_size, 128)
     with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
         for start in range(0, len(missing), block):
-            yield from pool.map(prepare, missing[start:start + block])
+            yield from pool.map(prepare, missing[start : start + block])
 
 
 def _strip_path(message: str, path: Path) -> str:
     """ImageError messages start with the file name; metrics.json keeps path and reason apart."""
     prefix = f"{path}: "
-    return message[len(prefix):] if message.startswith(prefix) else message
+    return message[len(prefix) :] if message.startswith(prefix) else message

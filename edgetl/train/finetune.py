@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.train.augment import AugmentParams, augment, view_rng
 from edgetl.runtime.image import load_rgb, preprocess
+from edgetl.train.augment import AugmentParams, augment, view_rng
 
 
 def unfreeze_top(base, n: int) -> list[str]:
@@ -30,8 +30,11 @@ def unfreeze_top(base, n: int) -> list[str]:
     from edgetl._tf import keras
 
     base.trainable = True
-    candidates = [layer for layer in base.layers
-                  if not isinstance(layer, (keras.layers.InputLayer, keras.layers.BatchNormalization))]
+    candidates = [
+        layer
+        for layer in base.layers
+        if not isinstance(layer, (keras.layers.InputLayer, keras.layers.BatchNormalization))
+    ]
     top = set(id(layer) for layer in candidates[-n:]) if n > 0 else set()
     for layer in base.layers:
         layer.trainable = id(layer) in top
@@ -50,8 +53,18 @@ def load_pixels(paths: list[Path], size: int) -> np.ndarray:
     return np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
 
 
-def image_sequence(pixels: np.ndarray, labels: np.ndarray, keys: list[str], batch_size: int, scale: float,
-                   offset: float, params: AugmentParams | None, seed: int, epoch: int, shuffle: bool = True):
+def image_sequence(
+    pixels: np.ndarray,
+    labels: np.ndarray,
+    keys: list[str],
+    batch_size: int,
+    scale: float,
+    offset: float,
+    params: AugmentParams | None,
+    seed: int,
+    epoch: int,
+    shuffle: bool = True,
+):
     """A keras Sequence over one epoch: fixed seeded order, each image augmented with its own seed."""
     from edgetl._tf import keras
 
@@ -62,9 +75,11 @@ def image_sequence(pixels: np.ndarray, labels: np.ndarray, keys: list[str], batc
             return int(np.ceil(len(order) / batch_size))
 
         def __getitem__(self, index):
-            idx = order[index * batch_size:(index + 1) * batch_size]
-            batch = [pixels[i] if params is None else augment(pixels[i], params, view_rng(seed, keys[i], 1000 + epoch))
-                     for i in idx]
+            idx = order[index * batch_size : (index + 1) * batch_size]
+            batch = [
+                pixels[i] if params is None else augment(pixels[i], params, view_rng(seed, keys[i], 1000 + epoch))
+                for i in idx
+            ]
             return preprocess(np.stack(batch), scale, offset), labels[idx]
 
     return Images()

@@ -32,10 +32,10 @@ import numpy as np
 
 from edgetl import __version__
 from edgetl.errors import RunFolderError
-from edgetl.train.config import dump_config
 from edgetl.models.classifier import output_kind
 from edgetl.report.figures import confusion_png, curves_png
 from edgetl.runtime import atomic
+from edgetl.train.config import dump_config
 
 MODEL_FILE = "model.keras"
 REQUIRED = ("model.keras", "labels.txt", "config.yaml", "splits.json", "run.json")
@@ -94,7 +94,9 @@ def open_run(run_dir: str | Path) -> RunFolder:
     major = lambda v: str(v).split(".")[:2]  # noqa: E731
     if major(info.get("edgetl_version", "")) != major(__version__):
         raise RunFolderError(
-            f"run folder {root} was written by edgetl {info.get('edgetl_version')}, this is {__version__}; retrain or use that version")
+            f"run folder {root} was written by edgetl {info.get('edgetl_version')}, this is {__version__}; "
+            "retrain or use that version"
+        )
     verify_files(root, info)  # before parsing splits.json, so a damaged file is named as such
     splits = _read_json(root, "splits.json")
     return RunFolder(root, info, splits)
@@ -119,15 +121,21 @@ def verify_files(root: Path, info: dict[str, Any]) -> None:
         raise RunFolderError(f"run folder {root}: 'files' in run.json must be an object; re-run `edgetl train`")
     for name, entry in files.items():
         if name not in VERIFIED or not isinstance(entry, dict):
-            raise RunFolderError(f"run folder {root}: run.json lists an unexpected file {name!r}; re-run `edgetl train`")
+            raise RunFolderError(
+                f"run folder {root}: run.json lists an unexpected file {name!r}; re-run `edgetl train`"
+            )
         path = root / name
         try:
             size, digest = path.stat().st_size, atomic.sha256_file(path)
         except OSError as exc:
-            raise RunFolderError(f"run folder file {name} cannot be read ({exc.strerror}); re-run `edgetl train`") from None
+            raise RunFolderError(
+                f"run folder file {name} cannot be read ({exc.strerror}); re-run `edgetl train`"
+            ) from None
         if size != entry.get("size_bytes") or digest != entry.get("sha256"):
-            raise RunFolderError(f"run folder file {name} does not match its sha256 in run.json "
-                                 f"(tampered, truncated or half-copied); copy the folder again or re-run `edgetl train`")
+            raise RunFolderError(
+                f"run folder file {name} does not match its sha256 in run.json "
+                f"(tampered, truncated or half-copied); copy the folder again or re-run `edgetl train`"
+            )
 
 
 HISTORY_COLUMNS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy")
@@ -160,12 +168,14 @@ def run_info(config, spec, base, classes: list[str]) -> dict:
 
 def file_digests(out: Path, names=VERIFIED) -> dict[str, dict]:
     """{name: {"sha256", "size_bytes"}} of files already in the run folder."""
-    return {name: {"sha256": atomic.sha256_file(out / name), "size_bytes": (out / name).stat().st_size}
-            for name in names}
+    return {
+        name: {"sha256": atomic.sha256_file(out / name), "size_bytes": (out / name).stat().st_size} for name in names
+    }
 
 
-def write_run_folder(out: Path, config, spec, fused, base, dataset, splits: dict, history: list[dict],
-                     confusion, metrics: dict) -> None:
+def write_run_folder(
+    out: Path, config, spec, fused, base, dataset, splits: dict, history: list[dict], confusion, metrics: dict
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with atomic.atomic_path(out / "model.keras", suffix=".keras") as tmp:
         fused.save(tmp)

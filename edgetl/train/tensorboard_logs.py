@@ -23,8 +23,15 @@ def callbacks(config, out: Path, phase: str) -> list:
         return []
     from edgetl._tf import keras
 
-    return [keras.callbacks.TensorBoard(log_dir=str(Path(out) / "tensorboard" / phase), update_freq="epoch",
-                                        write_graph=False, profile_batch=0, histogram_freq=0)]
+    return [
+        keras.callbacks.TensorBoard(
+            log_dir=str(Path(out) / "tensorboard" / phase),
+            update_freq="epoch",
+            write_graph=False,
+            profile_batch=0,
+            histogram_freq=0,
+        )
+    ]
 
 
 def log_confusion(out: Path, confusion: np.ndarray, classes: list[str], step: int) -> Path:
@@ -37,7 +44,11 @@ def log_confusion(out: Path, confusion: np.ndarray, classes: list[str], step: in
     folder = Path(out) / "tensorboard" / "confusion"
     writer = tf.summary.create_file_writer(str(folder))
     with writer.as_default():
-        tf.summary.image("confusion_matrix", image, step=step,
-                         description="Validation confusion matrix (rows: true class, columns: predicted)")
+        tf.summary.image(
+            "confusion_matrix",
+            image,
+            step=step,
+            description="Validation confusion matrix (rows: true class, columns: predicted)",
+        )
     writer.close()
     return folder

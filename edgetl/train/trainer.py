@@ -28,25 +28,31 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetl.errors import ConfigError, DataError
+from edgetl.models.bases import get_base
+from edgetl.models.classifier import build_classifier, build_head
 from edgetl.train import checkpoint, distribute, tensorboard_logs
 from edgetl.train.augment import AugmentParams
-from edgetl.models.bases import get_base
 from edgetl.train.config import TrainConfig
 from edgetl.train.data import Dataset, load_dataset
-from edgetl.errors import ConfigError, DataError
 from edgetl.train.epochs import EpochHook, compile_model, run_head_phase, run_phase
 from edgetl.train.extract import FeatureExtractor
-from edgetl.models.classifier import build_classifier, build_head
 from edgetl.train.run_folder import write_run_folder
 
 
 def _drop_skipped(dataset: Dataset, train_kept: list[int], val_kept: list[int], skipped) -> Dataset:
-    kept = dataclasses.replace(dataset, train=[dataset.train[i] for i in train_kept],
-                               val=[dataset.val[i] for i in val_kept], skipped=list(skipped))
+    kept = dataclasses.replace(
+        dataset,
+        train=[dataset.train[i] for i in train_kept],
+        val=[dataset.val[i] for i in val_kept],
+        skipped=list(skipped),
+    )
     missing = [name for name, n in kept.counts("train").items() if n == 0]
     if missing:
-        raise DataError(f"no readable training images left for class(es) {', '.join(missing)} "
-                        f"({len(skipped)} file(s) skipped); add images")
+        raise DataError(
+            f"no readable training images left for class(es) {', '.join(missing)} "
+            f"({len(skipped)} file(s) skipped); add images"
+        )
     if not kept.val:
         raise DataError(f"no readable validation images left ({len(skipped)} file(s) skipped); add images")
     return kept
@@ -56,13 +62,19 @@ def train(config: TrainConfig, resume: bool = True, epoch_hook: EpochHook | None
     """Train per `config`, write the run folder `config.out` (chief only), return metrics.json's content."""
     params = AugmentParams.from_config(config)
     if config.augment and not params.active:
-        raise ConfigError("augment is on but every augmentation range is 0; set --rotation, --zoom, "
-                          "--horizontal-flip, ... or use --no-augment")
+        raise ConfigError(
+            "augment is on but every augmentation range is 0; set --rotation, --zoom, "
+            "--horizontal-flip, ... or use --no-augment"
+        )
     if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError("tensorboard: true needs the tensorboard package; `pip install tensorboard` or use --no-tensorboard")
+        raise ConfigError(
+            "tensorboard: true needs the tensorboard package; `pip install tensorboard` or use --no-tensorboard"
+        )
     if config.strategy == "multi_worker" and config.fine_tune_layers > 0:
-        raise ConfigError("strategy multi_worker trains the head only; use fine_tune_layers 0 "
-                          "(or fine-tune on one machine with strategy mirrored)")
+        raise ConfigError(
+            "strategy multi_worker trains the head only; use fine_tune_layers 0 "
+            "(or fine-tune on one machine with strategy mirrored)"
+        )
     dataset = load_dataset(config.data, config.val_split, config.seed)
     strategy, workers = distribute.make_strategy(config.strategy)  # before any other TF op (multi_worker)
     out = distribute.output_folder(Path(config.out).expanduser(), workers)
@@ -89,34 +101,70 @@ class Features:
     folder: Path
 
 
-def extract_features(config: TrainConfig, dataset: Dataset, base, params: AugmentParams, strategy, workers,
-                     echo) -> tuple[Features, Dataset]:
+def extract_features(
+    config: TrainConfig, dataset: Dataset, base, params: AugmentParams, strategy, workers, echo
+) -> tuple[Features, Dataset]:
     """Base features of every training view and validation image (disk cache); drops undecodable files."""
     spec = get_base(config.base)
-    extractor = FeatureExtractor(base, base_name=spec.name, cut_layer=config.cut_layer, input_size=config.input_size,
-                                 scale=spec.scale, offset=spec.offset,
-                                 pooling=config.pooling if config.pooling in ("avg", "max") else "none",
-                                 cache_dir=config.cache_dir)
+    extractor = FeatureExtractor(
+        base,
+        base_name=spec.name,
+        cut_layer=config.cut_layer,
+        input_size=config.input_size,
+        scale=spec.scale,
+        offset=spec.offset,
+        pooling=config.pooling if config.pooling in ("avg", "max") else "none",
+        cache_dir=config.cache_dir,
+    )
     views = config.augment_views if config.augment else 0
-    tr, va = distribute.shared_features(extractor, strategy, workers, [
-        ([p for p, _ in dataset.train], dict(views=views, params=params, seed=config.seed, desc="train features")),
-        ([p for p, _ in dataset.val], dict(views=0, desc="val features"))])
+    tr, va = distribute.shared_features(
+        extractor,
+        strategy,
+        workers,
+        [
+            ([p for p, _ in dataset.train], dict(views=views, params=params, seed=config.seed, desc="train features")),
+            ([p for p, _ in dataset.val], dict(views=0, desc="val features")),
+        ],
+    )
     for path, reason in tr.skipped + va.skipped:
         echo(f"skipped {path}: {reason}")
     dataset = _drop_skipped(dataset, tr.kept, va.kept, tr.skipped + va.skipped)
     seconds = tr.seconds + va.seconds
-    echo(f"features: {tr.computed + va.computed} computed, {tr.cached + va.cached} from cache "
-         f"({seconds:.1f}s, {extractor.folder})")
+    echo(
+        f"features: {tr.computed + va.computed} computed, {tr.cached + va.cached} from cache "
+        f"({seconds:.1f}s, {extractor.folder})"
+    )
     y_train = np.array([y for _, y in dataset.train], dtype=np.float32)
-    features = Features(tr.features.reshape(-1, *extractor.feature_shape), np.repeat(y_train, views + 1), y_train,
-                        va.features[:, 0], np.array([y for _, y in dataset.val], dtype=np.float32),
-                        extractor.feature_shape, extractor.digest, seconds, tr.computed + va.computed,
-                        tr.cached + va.cached, extractor.folder)
+    features = Features(
+        tr.features.reshape(-1, *extractor.feature_shape),
+        np.repeat(y_train, views + 1),
+        y_train,
+        va.features[:, 0],
+        np.array([y for _, y in dataset.val], dtype=np.float32),
+        extractor.feature_shape,
+        extractor.digest,
+        seconds,
+        tr.computed + va.computed,
+        tr.cached + va.cached,
+        extractor.folder,
+    )
     return features, dataset
 
 
-def fit_head(config: TrainConfig, feats: Features, num_classes: int, head, strategy, workers, out: Path, digest: str,
-             state, history: list[dict], epoch_hook, echo):
+def fit_head(
+    config: TrainConfig,
+    feats: Features,
+    num_classes: int,
+    head,
+    strategy,
+    workers,
+    out: Path,
+    digest: str,
+    state,
+    history: list[dict],
+    epoch_hook,
+    echo,
+):
     """Train the head on cached features (resuming from `state`), copy it into the fused model's head.
 
     -> the trained feature head (a Keras model on feature inputs).
@@ -129,15 +177,41 @@ def fit_head(config: TrainConfig, feats: Features, num_classes: int, head, strat
             checkpoint.restore(feature_head, optimizer, state)
     first = state.epoch + 1 if state else 0
     if not state or state.phase == "head":
-        run_head_phase(feature_head, optimizer, first, config.epochs, feats.x_train, feats.y_views,
-                       (feats.x_val, feats.y_val), config, out, digest, history,
-                       tensorboard_logs.callbacks(config, out, "head"), epoch_hook, echo)
+        run_head_phase(
+            feature_head,
+            optimizer,
+            first,
+            config.epochs,
+            feats.x_train,
+            feats.y_views,
+            (feats.x_val, feats.y_val),
+            config,
+            out,
+            digest,
+            history,
+            tensorboard_logs.callbacks(config, out, "head"),
+            epoch_hook,
+            echo,
+        )
         head.set_weights(feature_head.get_weights())
     return feature_head
 
 
-def fine_tune(config: TrainConfig, dataset: Dataset, fused, base, params: AugmentParams, feats: Features, strategy,
-              out: Path, digest: str, state, history: list[dict], epoch_hook, echo) -> tuple[np.ndarray, float]:
+def fine_tune(
+    config: TrainConfig,
+    dataset: Dataset,
+    fused,
+    base,
+    params: AugmentParams,
+    feats: Features,
+    strategy,
+    out: Path,
+    digest: str,
+    state,
+    history: list[dict],
+    epoch_hook,
+    echo,
+) -> tuple[np.ndarray, float]:
     """Unfreeze the top layers of the base and train end to end on images -> (val probabilities, val loss)."""
     from edgetl.train.finetune import image_sequence, load_pixels, unfreeze_top
 
@@ -152,17 +226,40 @@ def fine_tune(config: TrainConfig, dataset: Dataset, fused, base, params: Augmen
     keys = [str(p) for p, _ in dataset.train]
     train_pixels = load_pixels([p for p, _ in dataset.train], config.input_size)
     val_pixels = load_pixels([p for p, _ in dataset.val], config.input_size)
-    val_seq = image_sequence(val_pixels, feats.y_val, [], config.batch_size, spec.scale, spec.offset, None,
-                             config.seed, 0, shuffle=False)
+    val_seq = image_sequence(
+        val_pixels, feats.y_val, [], config.batch_size, spec.scale, spec.offset, None, config.seed, 0, shuffle=False
+    )
 
     def epoch_data(epoch):
-        return image_sequence(train_pixels, feats.y_train, keys, config.batch_size, spec.scale, spec.offset,
-                              params if config.augment else None, config.seed, epoch), None
+        return image_sequence(
+            train_pixels,
+            feats.y_train,
+            keys,
+            config.batch_size,
+            spec.scale,
+            spec.offset,
+            params if config.augment else None,
+            config.seed,
+            epoch,
+        ), None
 
     first = state.epoch + 1 if state and state.phase == "fine_tune" else config.epochs
-    run_phase("fine_tune", fused, optimizer, first, config.epochs + config.fine_tune_epochs, epoch_data,
-              val_seq, config, out, digest, history, tensorboard_logs.callbacks(config, out, "fine_tune"),
-              epoch_hook, echo)
+    run_phase(
+        "fine_tune",
+        fused,
+        optimizer,
+        first,
+        config.epochs + config.fine_tune_epochs,
+        epoch_data,
+        val_seq,
+        config,
+        out,
+        digest,
+        history,
+        tensorboard_logs.callbacks(config, out, "fine_tune"),
+        epoch_hook,
+        echo,
+    )
     probs = fused.predict(val_seq, verbose=0)
     val_loss = float(fused.evaluate(val_seq, verbose=0)[0])
     base.trainable = False
@@ -190,14 +287,24 @@ def val_metrics(probs: np.ndarray, val_loss: float, dataset: Dataset) -> tuple[d
     return {
         "val_accuracy": float(np.mean(predicted == truth)),
         "val_loss": val_loss,
-        "per_class_accuracy": {name: float(confusion[i, i] / max(1, confusion[i].sum()))
-                               for i, name in enumerate(dataset.classes)},
+        "per_class_accuracy": {
+            name: float(confusion[i, i] / max(1, confusion[i].sum())) for i, name in enumerate(dataset.classes)
+        },
         "confusion": confusion.tolist(),
     }, confusion
 
 
-def _train(config: TrainConfig, dataset: Dataset, params: AugmentParams, strategy, workers, out: Path, resume: bool,
-           epoch_hook: EpochHook | None, echo) -> dict:
+def _train(
+    config: TrainConfig,
+    dataset: Dataset,
+    params: AugmentParams,
+    strategy,
+    workers,
+    out: Path,
+    resume: bool,
+    epoch_hook: EpochHook | None,
+    echo,
+) -> dict:
     from edgetl._tf import set_seed
 
     start = time.time()
@@ -217,13 +324,15 @@ def _train(config: TrainConfig, dataset: Dataset, params: AugmentParams, strateg
     if state:
         echo(f"resuming from {out / 'checkpoints'}: {state.phase} epoch {state.epoch + 1} done")
     head_start = time.time()
-    feature_head = fit_head(config, feats, num_classes, head, strategy, workers, out, digest, state, history,
-                            epoch_hook, echo)
+    feature_head = fit_head(
+        config, feats, num_classes, head, strategy, workers, out, digest, state, history, epoch_hook, echo
+    )
     head_seconds = time.time() - head_start
     fine_start = time.time()
     if config.fine_tune_layers > 0:
-        probs, val_loss = fine_tune(config, dataset, fused, base, params, feats, strategy, out, digest, state,
-                                    history, epoch_hook, echo)
+        probs, val_loss = fine_tune(
+            config, dataset, fused, base, params, feats, strategy, out, digest, state, history, epoch_hook, echo
+        )
     else:
         probs, val_loss = score_head(config, feature_head, feats, num_classes)
     fine_seconds = time.time() - fine_start if config.fine_tune_layers > 0 else 0.0
@@ -252,8 +361,20 @@ def _train(config: TrainConfig, dataset: Dataset, params: AugmentParams, strateg
     return finish(config, metrics, confusion, out, spec, fused, base, dataset, splits, history, workers, echo)
 
 
-def finish(config: TrainConfig, metrics: dict, confusion, out: Path, spec, fused, base, dataset: Dataset,
-           splits: dict, history: list[dict], workers, echo) -> dict:
+def finish(
+    config: TrainConfig,
+    metrics: dict,
+    confusion,
+    out: Path,
+    spec,
+    fused,
+    base,
+    dataset: Dataset,
+    splits: dict,
+    history: list[dict],
+    workers,
+    echo,
+) -> dict:
     """TensorBoard's confusion image, the run folder (chief only), the last log line."""
     if config.tensorboard:
         tensorboard_logs.log_confusion(out, confusion, dataset.classes, step=len(history))
@@ -261,6 +382,10 @@ def finish(config: TrainConfig, metrics: dict, confusion, out: Path, spec, fused
         metrics["workers"] = workers.count
     if workers.chief:
         write_run_folder(out, config, spec, fused, base, dataset, splits, history, confusion, metrics)
-    where = f"run folder: {out}" if workers.chief else f"worker {workers.index}, the chief writes the run folder; scratch (deleted): {out}"
+    where = (
+        f"run folder: {out}"
+        if workers.chief
+        else f"worker {workers.index}, the chief writes the run folder; scratch (deleted): {out}"
+    )
     echo(f"val_accuracy {metrics['val_accuracy']:.4f} on {metrics['num_val']} images; {where}")
     return {**metrics, "chief": False} if not workers.chief else metrics
