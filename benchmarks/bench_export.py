@@ -75,7 +75,8 @@ def main() -> int:
 
     from edgetl.errors import GateError
     from edgetl.export.exporter import ExportOptions, export_run
-    from edgetl.export.validate import eval_set_from_folder, validate_bundle
+    from edgetl.export.measure import eval_set_from_folder
+    from edgetl.export.validate import validate_bundle
     from edgetl.runtime.bundle import load_bundle
 
     out = args.out or f"benchmarks/results/export_{Path(args.run).name}"

@@ -35,7 +35,7 @@ def exported(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(exported):
     """Val images and the Keras model's probabilities on them."""
-    from edgetl.export.validate import load_eval_set
+    from edgetl.export.measure import load_eval_set
     from edgetl.train.run_folder import open_run
 
     run = open_run(exported[0])
@@ -44,7 +44,7 @@ def reference(exported):
 
 
 def _probs(bundle_dir, fmt, images):
-    from edgetl.export.validate import file_predictor, run_images, to_probabilities
+    from edgetl.export.measure import file_predictor, run_images, to_probabilities
     from edgetl.runtime.bundle import load_bundle
     from edgetl.runtime.head import NumpyHead
 

@@ -138,7 +138,7 @@ def test_failing_gate_climbs_every_rung_and_exits_3(run2, tmp_path):
 
 def test_qat_export_runs_in_litert(run2, tmp_path):
     from edgetl.export.exporter import ExportOptions, export_run
-    from edgetl.export.validate import file_predictor
+    from edgetl.export.measure import file_predictor
 
     result = export_run(
         run2,

@@ -172,7 +172,8 @@ def validate(bundle_dir, data, max_drop, formats, make_report, as_json):
     Writes validation.json and report.html/report.md into the bundle. Exit code 3 if an
     int8 format drops more than --max-drop percentage points (the report is written first).
     """
-    from edgetl.export.validate import check_gate, eval_set_from_folder, table, validate_bundle
+    from edgetl.export.measure import eval_set_from_folder
+    from edgetl.export.validate import check_gate, table, validate_bundle
     from edgetl.runtime.bundle import load_bundle
 
     bundle = load_bundle(bundle_dir)

@@ -26,7 +26,7 @@ BASE_OPTION = click.option(
     show_default=True,
     help="Pretrained base (the registry, edgetl.models.bases).",
 )
-POOLINGS = ("avg", "max", "none")  # edgetl.train.extract.feature_model: pooled vectors, or the feature map
+POOLINGS = ("avg", "max", "none")  # edgetl.models.classifier.feature_model: pooled vectors, or the map
 SHORT = {"out": ("-o",)}  # short aliases of config flags; -o means --out in every command
 
 

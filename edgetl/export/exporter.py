@@ -18,20 +18,19 @@ import shutil
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgetl import __version__
 from edgetl.errors import ExportError, GateError
 from edgetl.export.converters import CONVERTERS, Job
 from edgetl.export.ladder import climb
+from edgetl.export.manifest import manifest_for, model_entry
 from edgetl.export.options import ExportOptions, check_options
-from edgetl.export.quantize import QuantSpec, tflite_io_params
+from edgetl.export.quantize import QuantSpec
 from edgetl.export.representative import Calibration
 from edgetl.runtime import atomic
-from edgetl.runtime.bundle import FORMAT_VERSION, MANIFEST, file_entry
-from edgetl.runtime.formats import FORMATS, ModelFormat
+from edgetl.runtime.bundle import MANIFEST, file_entry
+from edgetl.runtime.formats import FORMATS
 
 
 def check_writable(out: Path) -> None:
@@ -42,15 +41,6 @@ def check_writable(out: Path) -> None:
         raise ExportError(f"cannot create {parent} for the bundle: {exc.strerror}; choose another --out") from None
     if not os.access(parent, os.W_OK) or (out.exists() and not out.is_dir()):
         raise ExportError(f"cannot write the bundle to {out}: not a writable folder; choose another --out")
-
-
-def model_entry(bundle: Path, path: Path, fmt: ModelFormat, role: str, spec: QuantSpec) -> dict[str, Any]:
-    entry = {**file_entry(bundle, path), "runtime": fmt.runtime, "role": role, "quantization": vars(spec).copy()}
-    if fmt.runtime == "tflite":
-        entry.update(tflite_io_params(path))
-    else:
-        entry.update({"input": {"dtype": "float32", "name": "image"}, "output": {"dtype": "float32"}})
-    return entry
 
 
 def add_mediapipe(path: Path, run, log: Callable[[str], None]) -> dict[str, Any]:
@@ -76,40 +66,6 @@ def write_archive(bundle: Path) -> Path:
         with tarfile.open(tmp, "w:gz") as tar:
             tar.add(bundle, arcname=bundle.name)
     return target
-
-
-def manifest_for(run, entries: dict, head_entry: dict | None, options: ExportOptions) -> dict[str, Any]:
-    info = run.info
-    return {
-        "format_version": FORMAT_VERSION,
-        "edgetl_version": __version__,
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "source_run": {"path": str(run.root.resolve()), "config": run.config().to_dict()},
-        "classes": run.classes,
-        "input": {
-            "size": run.input_size,
-            "color": info["preprocessing"].get("color", "RGB"),
-            "layout": "NHWC",
-            "resize": "bilinear",
-            "scale": run.scale,
-            "offset": run.offset,
-        },
-        "base": {
-            "name": info.get("base"),
-            "cut_layer": info.get("cut_layer"),
-            "feature_shape": info.get("feature_shape"),
-        },
-        "output": info.get("output"),
-        "models": entries,
-        **({"head": head_entry} if head_entry else {}),
-        "export": {
-            "formats": list(options.formats),
-            "io": options.io,
-            "calibration": options.calibration,
-            "calibration_method": options.calibration_method,
-            "max_drop_pp": options.max_drop,
-        },
-    }
 
 
 @dataclass
@@ -161,7 +117,7 @@ def make_gate(sources: Sources, options: ExportOptions, log: Callable[[str], Non
 
     (None, None) when there is nothing to validate on; gate None when no --max-drop is set.
     """
-    from edgetl.export.validate import (
+    from edgetl.export.measure import (
         drop_pp,
         file_predictor,
         keras_outputs,

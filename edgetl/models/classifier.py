@@ -5,13 +5,21 @@ and `head` are nested Models with those names. Training fits `head` alone on cac
 features; export takes `base` and `head` apart again for the device's split form.
 
 Output: two classes -> one sigmoid unit (P(class 1)), as in the lessons; more -> softmax.
+`feature_model` is the base with its pooling: what feature extraction runs.
 """
 
 from __future__ import annotations
 
+import hashlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+
 from edgetl.models.bases import build_base, get_base
 from edgetl.runtime.head import NumpyHead
-from edgetl.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from edgetl.train.config import TrainConfig
 
 
 def output_kind(num_classes: int) -> tuple[str, int]:
@@ -88,3 +96,34 @@ def with_class_probabilities(model):
     complement = keras.layers.Rescaling(-1.0, offset=1.0, name="complement")(p)
     probs = keras.layers.Concatenate(name="probabilities")([complement, p])
     return keras.Model(model.input, probs, name=model.name)
+
+
+def weights_digest(model) -> str:
+    """sha256 over the values of every weight of a model."""
+    digest = hashlib.sha256()
+    for w in model.get_weights():
+        digest.update(str(w.shape).encode())
+        digest.update(np.ascontiguousarray(w).tobytes())
+    return digest.hexdigest()
+
+
+def feature_model(base, pooling: str):
+    """The base, followed by global pooling when pooling is avg or max and the output is a map."""
+    from edgetl._tf import keras
+
+    if pooling == "none" or len(base.output.shape) != 4:
+        return base
+    layer = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}[pooling]()
+    return keras.Model(base.input, layer(base.output), name="base_pooled")
+
+
+def traced_forward(model):
+    """model(x, training=False) as one traced graph for any batch size.
+
+    predict_on_batch wraps every call in a fresh tf.data pipeline; on a 2-core CPU that made a
+    MobileNetV2 batch of 32 cost ~45% more than this direct graph call, for the same outputs.
+    """
+    from edgetl._tf import tf
+
+    spec = tf.TensorSpec((None, *model.input.shape[1:]), tf.float32)
+    return tf.function(lambda x: model(x, training=False), input_signature=[spec])

@@ -11,7 +11,6 @@ stays flat over days of camera frames.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -26,6 +25,7 @@ from edgetl.runtime import formats, headstore, interpreter
 from edgetl.runtime.bundle import Bundle, load_bundle
 from edgetl.runtime.image import load_rgb
 from edgetl.runtime.prefetch import prefetched
+from edgetl.runtime.results import format_result
 
 if TYPE_CHECKING:
     from edgetl.runtime.headwatch import HeadWatch
@@ -149,32 +149,6 @@ def open_predictor(bundle_dir, fmt: str | None = None, threads: int | None = Non
     return Predictor(bundle, chosen, model, None, "fused model", bundle.classes)
 
 
-# ---------------------------------------------------------------------------------- output
-def top_k(probs: np.ndarray, classes: list[str], k: int) -> list[dict]:
-    order = np.argsort(-probs, kind="stable")[: max(1, k)]
-    return [{"label": classes[i], "score": round(float(probs[i]), 6)} for i in order]
-
-
-def format_result(
-    key: str, name, probs: np.ndarray, classes: list[str], k: int, latency_ms: float, as_json: bool
-) -> str:
-    best = top_k(probs, classes, k)
-    if as_json:
-        return json.dumps(
-            {
-                key: name,
-                "label": best[0]["label"],
-                "score": best[0]["score"],
-                "top_k": best,
-                "latency_ms": round(latency_ms, 3),
-            }
-        )
-    line = f"{name}  {best[0]['label']}  {best[0]['score']:.3f}  ({latency_ms:.1f} ms)"
-    if len(best) > 1:
-        line += "  [" + ", ".join(f"{b['label']} {b['score']:.3f}" for b in best[1:]) + "]"
-    return line
-
-
 @dataclass
 class Summary:
     ok: int = 0
@@ -186,6 +160,13 @@ class Summary:
     @property
     def exit_code(self) -> int:
         return 1 if self.failed else 0
+
+    def camera_line(self) -> str:
+        rate = self.ok / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"summary: {self.ok} frames in {self.seconds:.1f} s ({rate:.1f} fps), "
+            f"{self.failed} failed, {self.failed_reads} failed reads{_skipped(self.skipped)}"
+        )
 
 
 def run_paths(
@@ -253,14 +234,14 @@ def run_camera(
     With `head_watch`, a head swapped in meanwhile (update-head, rollback-head) is used from the next frame.
     """
     summary = Summary()
-    start = last_report = clock()
-    frames_since = 0
+    start = clock()
 
     def on_failure(in_a_row: int, reason: str) -> None:
         summary.failed_reads += 1
         print(f"warning: {source.name}: frame read failed ({in_a_row} in a row): {reason}", file=err, flush=True)
 
     gone: CameraError | None = None
+    fps = FpsReport(clock, fps_every, err, start)
     try:
         for number, frame in frames(source, max_frames, retry, sleep, on_failure):
             t0 = clock()
@@ -271,23 +252,11 @@ def run_camera(
                 print(f"error: frame {number}: {exc}", file=err, flush=True)
                 continue
             summary.ok += 1
-            frames_since += 1
-            print(
-                format_result("frame", number, probs, predictor.classes, k, (clock() - t0) * 1000.0, as_json),
-                file=out,
-                flush=True,
-            )
+            latency = (clock() - t0) * 1000.0
+            print(format_result("frame", number, probs, predictor.classes, k, latency, as_json), file=out, flush=True)
             if head_watch is not None:
                 predictor = head_watch.check(predictor, err)
-            now = clock()
-            if fps_every and now - last_report >= fps_every:
-                print(
-                    f"fps: {frames_since / (now - last_report):.1f} ({summary.ok} frames, {summary.failed_reads} "
-                    f"failed reads{_skipped(getattr(source, 'skipped', 0))})",
-                    file=err,
-                    flush=True,
-                )
-                last_report, frames_since = now, 0
+            fps.frame(summary, getattr(source, "skipped", 0))
     except KeyboardInterrupt:
         print("stopped (Ctrl-C)", file=err, flush=True)
     except CameraError as exc:
@@ -296,13 +265,27 @@ def run_camera(
         source.close()
         summary.seconds = clock() - start
         summary.skipped = getattr(source, "skipped", 0)
-    rate = summary.ok / summary.seconds if summary.seconds > 0 else 0.0
-    print(
-        f"summary: {summary.ok} frames in {summary.seconds:.1f} s ({rate:.1f} fps), "
-        f"{summary.failed} failed, {summary.failed_reads} failed reads{_skipped(summary.skipped)}",
-        file=err,
-        flush=True,
-    )
+    print(summary.camera_line(), file=err, flush=True)
     if gone is not None:
         raise gone
     return summary
+
+
+class FpsReport:
+    """An `fps:` line on stderr every `every` seconds of a camera run (0: never)."""
+
+    def __init__(self, clock: Callable[[], float], every: float, err: TextIO, start: float):
+        self.clock, self.every, self.err = clock, every, err
+        self.last, self.frames = start, 0
+
+    def frame(self, summary: Summary, skipped: int) -> None:
+        self.frames += 1
+        now = self.clock()
+        if self.every and now - self.last >= self.every:
+            print(
+                f"fps: {self.frames / (now - self.last):.1f} ({summary.ok} frames, {summary.failed_reads} "
+                f"failed reads{_skipped(skipped)})",
+                file=self.err,
+                flush=True,
+            )
+            self.last, self.frames = now, 0

@@ -13,6 +13,7 @@ skipped and reported (see `edgetl.train.extract`), never fatal.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,21 @@ class Dataset:
         for _, label in items:
             out[self.classes[label]] += 1
         return out
+
+    def keep(self, train_kept: list[int], val_kept: list[int], skipped: list[tuple[str, str]]) -> Dataset:
+        """This dataset without the files that could not be decoded; an error when a class or the val split empties."""
+        kept = dataclasses.replace(
+            self, train=[self.train[i] for i in train_kept], val=[self.val[i] for i in val_kept], skipped=list(skipped)
+        )
+        missing = [name for name, n in kept.counts("train").items() if n == 0]
+        if missing:
+            raise DataError(
+                f"no readable training images left for class(es) {', '.join(missing)} "
+                f"({len(skipped)} file(s) skipped); add images"
+            )
+        if not kept.val:
+            raise DataError(f"no readable validation images left ({len(skipped)} file(s) skipped); add images")
+        return kept
 
     def relative(self, split: str) -> list[list]:
         """[[posix path relative to root, label], ...] for splits.json."""

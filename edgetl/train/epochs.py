@@ -10,7 +10,9 @@ data is images, runs one model.fit per epoch (run_phase).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +22,7 @@ from edgetl.train import checkpoint, distribute
 from edgetl.train.config import TrainConfig
 
 EpochHook = Callable[[str, int], None]
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
 def make_optimizer(name: str, learning_rate: float):
@@ -99,75 +102,63 @@ def fit_epoch(model, x, y, epoch: int, config: TrainConfig, validation, callback
     return {k: float(v[-1]) for k, v in h.history.items()}
 
 
-def end_epoch(
-    phase: str,
-    model,
-    optimizer,
-    epoch: int,
-    logs: dict,
-    out: Path,
-    digest: str,
-    history: list[dict],
-    epoch_hook: EpochHook | None,
-    echo,
-) -> None:
-    """History row, progress line, checkpoint, then the hook (tests stop here)."""
-    history.append(
-        {
-            "epoch": epoch + 1,
-            "phase": phase,
-            **{k: logs.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
-        }
-    )
-    echo(
-        f"epoch {epoch + 1} [{phase}] loss {logs['loss']:.4f} acc {logs['accuracy']:.4f} "
-        f"val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}"
-    )
-    state = checkpoint.State(phase, epoch, history, model.get_weights(), checkpoint.optimizer_values(optimizer))
-    checkpoint.save_state(out / "checkpoints", digest, state)
-    slow_step()
-    if epoch_hook is not None:
-        epoch_hook(phase, epoch)
+@dataclass
+class Loop:
+    """What every epoch of a run shares: its config, where it checkpoints, its history and its hooks."""
+
+    config: TrainConfig
+    out: Path
+    digest: str  # checkpoints carry it, so a resume never mixes two runs
+    history: list[dict]
+    epoch_hook: EpochHook | None = None
+    echo: Callable[[str], None] = print
+    strategy: Any = None  # tf.distribute strategy
+    workers: Any = None  # edgetl.train.distribute.Workers
+    state: checkpoint.State | None = None  # where a resumed run left off
+
+    @classmethod
+    def open(cls, config: TrainConfig, out: Path, digest: str, resume: bool, strategy, workers, epoch_hook, echo):
+        """A loop that resumes from out/checkpoints when `resume` and the checkpoint is this run's."""
+        state = checkpoint.load_state(out / "checkpoints", digest) if resume else None
+        if state:
+            echo(f"resuming from {out / 'checkpoints'}: {state.phase} epoch {state.epoch + 1} done")
+        history = list(state.history) if state else []
+        return cls(config, out, digest, history, epoch_hook, echo, strategy, workers, state)
+
+    def end_epoch(self, phase: str, model, optimizer, epoch: int, logs: dict) -> None:
+        """History row, progress line, checkpoint, then the hook (tests stop here)."""
+        self.history.append(
+            {
+                "epoch": epoch + 1,
+                "phase": phase,
+                **{k: logs.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
+            }
+        )
+        self.echo(
+            f"epoch {epoch + 1} [{phase}] loss {logs['loss']:.4f} acc {logs['accuracy']:.4f} "
+            f"val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}"
+        )
+        state = checkpoint.State(
+            phase, epoch, self.history, model.get_weights(), checkpoint.optimizer_values(optimizer)
+        )
+        checkpoint.save_state(self.out / "checkpoints", self.digest, state)
+        slow_step()
+        if self.epoch_hook is not None:
+            self.epoch_hook(phase, epoch)
 
 
 def run_phase(
-    phase: str,
-    model,
-    optimizer,
-    first: int,
-    last: int,
-    data_for_epoch,
-    validation,
-    config,
-    out: Path,
-    digest: str,
-    history: list[dict],
-    callbacks,
-    epoch_hook: EpochHook | None,
-    echo,
+    phase: str, model, optimizer, first: int, last: int, data_for_epoch, validation, loop: Loop, callbacks
 ) -> None:
     """Epochs [first, last) of a phase, one model.fit per epoch; a checkpoint after each one."""
     for epoch in range(first, last):
         x, y = data_for_epoch(epoch)
-        logs = fit_epoch(model, x, y, epoch, config, validation, callbacks)
-        end_epoch(phase, model, optimizer, epoch, logs, out, digest, history, epoch_hook, echo)
+        logs = fit_epoch(model, x, y, epoch, loop.config, validation, callbacks)
+        loop.end_epoch(phase, model, optimizer, epoch, logs)
 
 
 def run_head_phase(
-    model,
-    optimizer,
-    first: int,
-    last: int,
-    x: np.ndarray,
-    y: np.ndarray,
-    validation,
-    config,
-    out: Path,
-    digest: str,
-    history: list[dict],
-    callbacks,
-    epoch_hook: EpochHook | None,
-    echo,
+    model, optimizer, first: int, last: int, x: np.ndarray, y: np.ndarray, validation, loop: Loop, callbacks
 ) -> None:
     """The head on cached features: every epoch in ONE model.fit, same batches and seeds as run_phase.
 
@@ -177,27 +168,13 @@ def run_head_phase(
     the epoch boundaries, so results and resume stay identical to run_phase. multi_worker, or
     dropout that cannot be reseeded inside fit, falls back to run_phase.
     """
-    from edgetl._tf import keras, tf
+    from edgetl._tf import keras
 
+    config = loop.config
     if first >= last:
         return
     if config.strategy == "multi_worker" or not seed_epoch(model, config, first):
-        run_phase(
-            "head",
-            model,
-            optimizer,
-            first,
-            last,
-            lambda e: (x, y),
-            validation,
-            config,
-            out,
-            digest,
-            history,
-            callbacks,
-            epoch_hook,
-            echo,
-        )
+        run_phase("head", model, optimizer, first, last, lambda e: (x, y), validation, loop, callbacks)
         return
 
     class EpochBoundary(keras.callbacks.Callback):
@@ -205,31 +182,10 @@ def run_head_phase(
             seed_epoch(model, config, epoch)
 
         def on_epoch_end(self, epoch, logs=None):
-            end_epoch(
-                "head",
-                model,
-                optimizer,
-                epoch,
-                {k: float(v) for k, v in (logs or {}).items()},
-                out,
-                digest,
-                history,
-                epoch_hook,
-                echo,
-            )
+            loop.end_epoch("head", model, optimizer, epoch, {k: float(v) for k, v in (logs or {}).items()})
 
-    features, labels = tf.constant(x), tf.constant(y)
-    orders = tf.data.Dataset.from_generator(  # one epoch's permutation at a time, not epochs x rows at once
-        lambda: (epoch_order(config, e, len(x)) for e in range(first, last)),
-        output_signature=tf.TensorSpec((len(x),), tf.int64),
-    )
-    batches = (
-        orders.flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(config.batch_size))
-        .map(lambda rows: (tf.gather(features, rows), tf.gather(labels, rows)))
-        .prefetch(2)
-    )
     model.fit(
-        batches,
+        epoch_batches(x, y, config, first, last),
         epochs=last,
         initial_epoch=first,
         steps_per_epoch=-(-len(x) // config.batch_size),
@@ -237,4 +193,20 @@ def run_head_phase(
         validation_batch_size=config.batch_size,
         verbose=0,
         callbacks=[EpochBoundary(), *callbacks],
+    )
+
+
+def epoch_batches(x: np.ndarray, y: np.ndarray, config: TrainConfig, first: int, last: int):
+    """A tf.data pipeline of the batches of epochs [first, last), each epoch in its own seeded order."""
+    from edgetl._tf import tf
+
+    features, labels = tf.constant(x), tf.constant(y)
+    orders = tf.data.Dataset.from_generator(  # one epoch's permutation at a time, not epochs x rows at once
+        lambda: (epoch_order(config, e, len(x)) for e in range(first, last)),
+        output_signature=tf.TensorSpec((len(x),), tf.int64),
+    )
+    return (
+        orders.flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(config.batch_size))
+        .map(lambda rows: (tf.gather(features, rows), tf.gather(labels, rows)))
+        .prefetch(2)
     )

@@ -34,47 +34,21 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.errors import ImageError
+from edgetl.models.bases import get_base
+from edgetl.models.classifier import feature_model, traced_forward, weights_digest
 from edgetl.runtime import atomic
 from edgetl.runtime.feature_store import FeatureStore
 from edgetl.runtime.image import load_rgb, preprocess
 from edgetl.testhooks import slow_step
+from edgetl.train import distribute
 from edgetl.train.augment import AugmentParams, augment, view_rng
+from edgetl.train.config import TrainConfig
+from edgetl.train.data import Dataset
 
 CACHE_VERSION = 1
 
 EXTRACT_BATCH = 64  # images per base call, default and most (bounds memory for large bases and inputs)
 POOLINGS = ("avg", "max", "none")
-
-
-def weights_digest(model) -> str:
-    """sha256 over the values of every weight of a model."""
-    digest = hashlib.sha256()
-    for w in model.get_weights():
-        digest.update(str(w.shape).encode())
-        digest.update(np.ascontiguousarray(w).tobytes())
-    return digest.hexdigest()
-
-
-def feature_model(base, pooling: str):
-    """The base, followed by global pooling when pooling is avg or max and the output is a map."""
-    from edgetl._tf import keras
-
-    if pooling == "none" or len(base.output.shape) != 4:
-        return base
-    layer = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}[pooling]()
-    return keras.Model(base.input, layer(base.output), name="base_pooled")
-
-
-def traced_forward(model):
-    """model(x, training=False) as one traced graph for any batch size.
-
-    predict_on_batch wraps every call in a fresh tf.data pipeline; on a 2-core CPU that made a
-    MobileNetV2 batch of 32 cost ~45% more than this direct graph call, for the same outputs.
-    """
-    from edgetl._tf import tf
-
-    spec = tf.TensorSpec((None, *model.input.shape[1:]), tf.float32)
-    return tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
 
 @dataclass
@@ -256,3 +230,70 @@ def _strip_path(message: str, path: Path) -> str:
     """ImageError messages start with the file name; metrics.json keeps path and reason apart."""
     prefix = f"{path}: "
     return message[len(prefix) :] if message.startswith(prefix) else message
+
+
+@dataclass
+class Features:
+    """Cached base features of the kept images: x_train holds views+1 rows per training image."""
+
+    x_train: np.ndarray
+    y_views: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    shape: tuple[int, ...]
+    digest: str
+    seconds: float
+    computed: int
+    cached: int
+    folder: Path
+
+
+def extract_features(
+    config: TrainConfig, dataset: Dataset, base, params: AugmentParams, strategy, workers, echo
+) -> tuple[Features, Dataset]:
+    """Base features of every training view and validation image (disk cache); drops undecodable files."""
+    spec = get_base(config.base)
+    extractor = FeatureExtractor(
+        base,
+        base_name=spec.name,
+        cut_layer=config.cut_layer,
+        input_size=config.input_size,
+        scale=spec.scale,
+        offset=spec.offset,
+        pooling=config.pooling if config.pooling in ("avg", "max") else "none",
+        cache_dir=config.cache_dir,
+    )
+    views = config.augment_views if config.augment else 0
+    tr, va = distribute.shared_features(
+        extractor,
+        strategy,
+        workers,
+        [
+            ([p for p, _ in dataset.train], dict(views=views, params=params, seed=config.seed, desc="train features")),
+            ([p for p, _ in dataset.val], dict(views=0, desc="val features")),
+        ],
+    )
+    for path, reason in tr.skipped + va.skipped:
+        echo(f"skipped {path}: {reason}")
+    dataset = dataset.keep(tr.kept, va.kept, tr.skipped + va.skipped)
+    seconds = tr.seconds + va.seconds
+    echo(
+        f"features: {tr.computed + va.computed} computed, {tr.cached + va.cached} from cache "
+        f"({seconds:.1f}s, {extractor.folder})"
+    )
+    y_train = np.array([y for _, y in dataset.train], dtype=np.float32)
+    features = Features(
+        tr.features.reshape(-1, *extractor.feature_shape),
+        np.repeat(y_train, views + 1),
+        y_train,
+        va.features[:, 0],
+        np.array([y for _, y in dataset.val], dtype=np.float32),
+        extractor.feature_shape,
+        extractor.digest,
+        seconds,
+        tr.computed + va.computed,
+        tr.cached + va.cached,
+        extractor.folder,
+    )
+    return features, dataset

@@ -17,8 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetl.models.bases import get_base
 from edgetl.runtime.image import load_rgb, preprocess
+from edgetl.train import checkpoint, tensorboard_logs
 from edgetl.train.augment import AugmentParams, augment, view_rng
+from edgetl.train.data import Dataset
+from edgetl.train.epochs import Loop, compile_model, run_phase
+from edgetl.train.extract import Features
 
 
 def unfreeze_top(base, n: int) -> list[str]:
@@ -83,3 +88,34 @@ def image_sequence(
             return preprocess(np.stack(batch), scale, offset), labels[idx]
 
     return Images()
+
+
+def fine_tune(loop: Loop, dataset: Dataset, fused, base, params: AugmentParams, feats: Features):
+    """Unfreeze the top layers of the base and train end to end on images -> (val probabilities, val loss)."""
+    config, state = loop.config, loop.state
+    spec = get_base(config.base)
+    unfrozen = unfreeze_top(base, config.fine_tune_layers)
+    loop.echo(f"fine-tuning the top {len(unfrozen)} layers of {spec.name} from {unfrozen[0] if unfrozen else '-'}")
+    with loop.strategy.scope():
+        optimizer = compile_model(fused, config, len(dataset.classes), config.fine_tune_learning_rate)
+        if state and state.phase == "fine_tune":
+            checkpoint.restore(fused, optimizer, state)
+    keys = [str(p) for p, _ in dataset.train]
+    train_pixels = load_pixels([p for p, _ in dataset.train], config.input_size)
+    val_pixels = load_pixels([p for p, _ in dataset.val], config.input_size)
+    batch, scale, offset = config.batch_size, spec.scale, spec.offset
+    val_seq = image_sequence(val_pixels, feats.y_val, [], batch, scale, offset, None, config.seed, 0, shuffle=False)
+    augmented = params if config.augment else None
+
+    def epoch_data(epoch):
+        images = image_sequence(train_pixels, feats.y_train, keys, batch, scale, offset, augmented, config.seed, epoch)
+        return images, None
+
+    first = state.epoch + 1 if state and state.phase == "fine_tune" else config.epochs
+    last = config.epochs + config.fine_tune_epochs
+    callbacks = tensorboard_logs.callbacks(config, loop.out, "fine_tune")
+    run_phase("fine_tune", fused, optimizer, first, last, epoch_data, val_seq, loop, callbacks)
+    probs = fused.predict(val_seq, verbose=0)
+    val_loss = float(fused.evaluate(val_seq, verbose=0)[0])
+    base.trainable = False
+    return probs, val_loss
