@@ -208,3 +208,47 @@ def test_undecodable_calibration_images(exported, tmp_path):
     with pytest.raises(ExportError, match="none of the 3 calibration images could be decoded"):
         export_run(run, ExportOptions(formats=("tflite-int8",), out=str(tmp_path / "b")), log=lambda s: None)
     assert not (tmp_path / "b").exists()
+
+
+# ------------------------------------------------------------------------------ self-test (golden images)
+def _bundle_copy(exported, tmp_path) -> Path:
+    copy = tmp_path / "bundle"
+    shutil.copytree(exported[1], copy)
+    return copy
+
+
+def test_golden_images_and_outputs_are_recorded_for_every_model(exported):
+    manifest = json.loads((exported[1] / "manifest.json").read_text())
+    record = manifest["self_test"]
+    assert [Path(i["file"]).name for i in record["images"]] == ["bars.png", "photo.jpg"]
+    assert set(record["outputs"]) == set(manifest["models"])  # fused and base forms
+    assert all(np.asarray(p).shape == (2, 3) for p in record["outputs"].values())  # 2 images x 3 classes
+
+
+def test_self_test_passes_on_the_bundle_and_fails_on_a_swapped_colour_order(exported, tmp_path):
+    from edgetl.cli import main
+
+    runner = CliRunner()
+    ok = runner.invoke(main, ["run", str(exported[1]), "--self-test", "--json"])
+    assert ok.exit_code == 0, ok.output
+    report = json.loads(ok.stdout)
+    assert report["passed"] and max(report["grid_diff"].values()) < 0.01  # same machine: the same pixels
+    assert all(f["max_diff"] < 1e-6 for f in report["formats"].values())  # and the same outputs
+
+    bundle = _bundle_copy(exported, tmp_path)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["input"]["color"] = "BGR"  # a device feeding channels in the other order
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    bad = runner.invoke(main, ["run", str(bundle), "--self-test"])
+    assert bad.exit_code == 1 and "self-test FAILED" in bad.output
+    assert "decode golden/bars.png: grid differs by" in bad.output and "-> FAIL" in bad.output
+
+
+def test_self_test_refuses_a_tampered_golden_image(exported, tmp_path):
+    from edgetl.cli import main
+
+    bundle = _bundle_copy(exported, tmp_path)
+    png = bundle / "golden" / "bars.png"
+    png.write_bytes(png.read_bytes()[:-20] + b"\0" * 20)
+    result = CliRunner().invoke(main, ["run", str(bundle), "--self-test"])
+    assert result.exit_code == 2 and "golden/bars.png does not match its sha256" in result.output

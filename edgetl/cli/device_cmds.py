@@ -44,19 +44,27 @@ from edgetl.runtime.retrain import RetrainConfig
     show_default=True,
     help="Seconds between FPS reports on stderr (camera; 0: off).",
 )
+@click.option(
+    "--self-test", is_flag=True, help="Check decoding and the models on the bundle's golden images, then exit."
+)
 @click.pass_context
-def run_cmd(ctx, bundle, sources, top_k, threads, fmt, as_json, camera, max_frames, fps_every):
+def run_cmd(ctx, bundle, sources, top_k, threads, fmt, as_json, camera, max_frames, fps_every, self_test):
     """Classify images (files, folders, globs, '-' = paths on stdin) or camera frames with BUNDLE.
 
     With --camera, each classification takes a live camera's newest frame (older ones are
     skipped and counted; a video file is read frame by frame), and a head swapped in by
     update-head or rollback-head is used within 2 s.
 
+    With --self-test, checks instead that this device decodes the bundle's golden images and
+    runs its models as the workstation did (exit code 1 if not).
+
     Exit code 1 if any image could not be classified (each gets an `error:` line on stderr).
     """
     from edgetl.errors import ConfigError
     from edgetl.runtime import cameras, headwatch, paths, runner
 
+    if self_test:
+        ctx.exit(_self_test(bundle, fmt, as_json))
     if camera is None and not sources:
         raise ConfigError(
             "give images, folders, globs or '-' (paths on stdin), or --camera N|picamera|/dev/videoN|FILE|URL"
@@ -76,6 +84,15 @@ def run_cmd(ctx, bundle, sources, top_k, threads, fmt, as_json, camera, max_fram
     if summary.failed:
         click.echo(f"{summary.ok} classified, {summary.failed} failed", err=True)
         ctx.exit(1)
+
+
+def _self_test(bundle: str, fmt: str | None, as_json: bool) -> int:
+    from edgetl.runtime.bundle import load_bundle
+    from edgetl.runtime.selftest import run_self_test
+
+    result = run_self_test(load_bundle(bundle), [fmt] if fmt else None)
+    echo_json(result.to_json()) if as_json else click.echo("\n".join(result.lines()))
+    return 0 if result.passed else 1
 
 
 RETRAIN = RetrainConfig(data="")  # its defaults, shown in --help

@@ -23,6 +23,7 @@ from typing import Any
 
 from edgetl.errors import ExportError, GateError
 from edgetl.export.converters import CONVERTERS, Job
+from edgetl.export.golden import write_golden
 from edgetl.export.ladder import climb
 from edgetl.export.manifest import manifest_for, model_entry
 from edgetl.export.options import ExportOptions, check_options
@@ -244,9 +245,10 @@ def export_run(run_dir: str | Path, options: ExportOptions, log: Callable[[str],
             for name in sources.formats:
                 entries.update(write_format(name, sources, options, tmp, gate, log))
             head_entry = write_head(sources, tmp) if options.split else None
-            atomic.write_text(
-                tmp / MANIFEST, json.dumps(manifest_for(sources.run, entries, head_entry, options), indent=1)
-            )
+            manifest = manifest_for(sources.run, entries, head_entry, options)
+            atomic.write_text(tmp / MANIFEST, json.dumps(manifest, indent=1))
+            manifest["self_test"] = write_golden(tmp, sources.run.input_size)  # runs the models just written
+            atomic.write_text(tmp / MANIFEST, json.dumps(manifest, indent=1))
             if evalset is not None:
                 report = validate_bundle(tmp, evalset, options.max_drop, keras_model=sources.fused, log=log)
                 log(table(report))

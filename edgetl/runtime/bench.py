@@ -4,7 +4,8 @@ Per format: file size, accuracy (with --data), p50/p95 latency of the bare inter
 and of the whole per-image path (decode + resize + preprocess + infer), cold start (a fresh
 process: interpreter start -> first label printed) and that process's peak RSS. Cold start
 and RSS are measured in a child process (`python -m edgetl.runtime.bench ...`), so they
-include Python start-up and imports, as a systemd service would see them.
+include Python start-up and imports, as a systemd service would see them. The bundle's self-test
+(edgetl.runtime.selftest: golden images decoded and run as on the workstation) is reported too.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from edgetl.errors import ImageError
 from edgetl.runtime import interpreter, runner
 from edgetl.runtime.bundle import load_bundle
 from edgetl.runtime.folders import scan_class_folders
+from edgetl.runtime.selftest import run_self_test
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:
@@ -129,12 +131,14 @@ def bench_bundle(
         image = next((p for paths in scan_class_folders(data).values() for p in paths), None) if data else None
         image = Path(image) if image else synthetic_jpeg(Path(tmp))
         out = {fmt: bench_format(bundle_dir, fmt, image, data, threads, runs) for fmt in wanted}
+    self_test = run_self_test(bundle).to_json() if bundle.manifest.get("self_test") else None
     return {
         "bundle": str(bundle_dir),
         "threads": threads or runner.default_threads(),
         "runs": runs,
         "image": image.name,
         "formats": out,
+        "self_test": self_test,
     }
 
 
@@ -151,6 +155,9 @@ def table(results: dict[str, Any]) -> str:
             f"{r['bare_ms']['p50']:>10.2f}/{r['bare_ms']['p95']:<7.2f}{r['path_ms']['p50']:>10.2f}/{r['path_ms']['p95']:<7.2f}"
             f"{r.get('cold_start_s', float('nan')):>8.2f}{r.get('peak_rss_mb', float('nan')):>8.1f}"
         )
+    test = results.get("self_test")
+    if test is not None:
+        rows.append(f"self-test (golden images): {'passed' if test['passed'] else 'FAILED'}")
     return "\n".join(rows)
 
 

@@ -21,6 +21,8 @@ manifest.json (format_version 1)::
         "onnx": {"file": "model.onnx", "runtime": "onnx", "role": "fused", ...}
       },
       "head": {"file": "head.npz", "sha256": "...", "size_bytes": 123},
+      "self_test": {"images": [{"file": "golden/bars.png", "sha256": "...", "grid": [...]}, ...],
+                    "outputs": {format: [[probabilities per golden image]]}},   # edgetl.runtime.selftest
       "validation": {...}                                # validation.json summary, when measured
     }
 
@@ -35,11 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgetl.errors import BundleError
 from edgetl.runtime.atomic import sha256_file
+from edgetl.runtime.image import load_rgb
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
+COLOR_ORDERS = ("RGB", "BGR")  # the channel order the models take; decoding always gives RGB
 
 
 def resolve_inside(bundle_dir: Path, relpath: str) -> Path:
@@ -82,6 +88,15 @@ class Bundle:
     @property
     def offset(self) -> float:
         return float(self.manifest["input"]["offset"])
+
+    @property
+    def color(self) -> str:
+        return str(self.manifest["input"].get("color", "RGB"))
+
+    def pixels(self, source) -> np.ndarray:
+        """Path / file / PIL image -> the uint8 (size, size, 3) pixels the models take, in the manifest's order."""
+        rgb = load_rgb(source, self.input_size)
+        return rgb if self.color == "RGB" else np.ascontiguousarray(rgb[..., ::-1])
 
     @property
     def models(self) -> dict[str, dict[str, Any]]:
@@ -142,6 +157,8 @@ def load_bundle(bundle_dir: str | Path) -> Bundle:
         resolve_inside(root, entry.get("file", ""))
     if "head" in manifest:
         resolve_inside(root, manifest["head"].get("file", ""))
+    for image in (manifest.get("self_test") or {}).get("images", []):
+        resolve_inside(root, image.get("file", ""))
     return bundle
 
 
@@ -159,6 +176,8 @@ def _check_schema(manifest: dict[str, Any], path: Path) -> None:
             raise BundleError(f"{path}: input '{key}' must be a number")
     if int(manifest["input"]["size"]) < 1:
         raise BundleError(f"{path}: input size must be positive")
+    if manifest["input"].get("color", "RGB") not in COLOR_ORDERS:
+        raise BundleError(f"{path}: input color must be one of {', '.join(COLOR_ORDERS)}")
     for name, entry in manifest["models"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
             raise BundleError(f"{path}: model '{name}' must be an object with a 'file'")

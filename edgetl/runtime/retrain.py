@@ -28,7 +28,6 @@ from edgetl.runtime.bundle import load_bundle
 from edgetl.runtime.feature_store import FeatureStore
 from edgetl.runtime.folders import scan_class_folders
 from edgetl.runtime.head import NumpyHead, softmax
-from edgetl.runtime.image import load_rgb
 from edgetl.runtime.runner import choose_base_format, default_threads
 
 FEATURES_DIR = Path("device") / "features"
@@ -164,7 +163,7 @@ def _features(bundle, base_fmt: str, head: NumpyHead, data: dict[str, list[Path]
             key = hashlib.sha256(raw).hexdigest()
             if key not in cache:
                 try:
-                    pixels = load_rgb(io.BytesIO(raw), bundle.input_size)
+                    pixels = bundle.pixels(io.BytesIO(raw))
                 except ImageError as exc:
                     failed += 1
                     print(f"error: {path}: {str(exc).split(': ', 1)[-1]}", file=err)

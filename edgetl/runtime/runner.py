@@ -23,7 +23,6 @@ from PIL import Image
 from edgetl.errors import BundleError, ImageError
 from edgetl.runtime import formats, headstore, interpreter
 from edgetl.runtime.bundle import Bundle, load_bundle
-from edgetl.runtime.image import load_rgb
 from edgetl.runtime.prefetch import prefetched
 from edgetl.runtime.results import format_result
 
@@ -115,7 +114,7 @@ class Predictor:
     def model_input(self, source) -> np.ndarray:
         """Path / file / PIL image -> what the interpreter takes: the (1, H, W, 3) tensor training
         computes (load_rgb + preprocess with the manifest's scale/offset), quantized or cast."""
-        return self.model.from_pixels(load_rgb(source, self.size)[None], self.bundle.scale, self.bundle.offset)
+        return self.model.from_pixels(self.bundle.pixels(source)[None], self.bundle.scale, self.bundle.offset)
 
     def probabilities(self, model_input: np.ndarray) -> np.ndarray:
         out = self.model.outputs(model_input)
