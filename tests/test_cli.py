@@ -48,11 +48,12 @@ JSON_COMMANDS = {
     "labels",
     "report",
     "weights list",
+    "check-data",
 }
 THREAD_COMMANDS = {"run", "update-head", "bench"}
-DATA_COMMANDS = {"train", "features", "validate", "update-head", "bench"}
+DATA_COMMANDS = {"train", "features", "validate", "update-head", "bench", "check-data"}
 SEED_COMMANDS = {"train", "export", "update-head"}
-OUT_COMMANDS = {"train", "features", "export", "report"}
+OUT_COMMANDS = {"train", "features", "export", "report", "check-data"}
 
 
 def cli(*args, **kwargs):

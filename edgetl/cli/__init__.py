@@ -105,7 +105,7 @@ def main(ctx: click.Context, debug: bool) -> None:
     """Train image classifiers on a workstation, deploy them to a Raspberry Pi or a Jetson.
 
     \b
-    Workstation:  train -> export (TFLite/ONNX bundle, int8 gated) -> validate -> report
+    Workstation:  check-data -> train -> export (TFLite/ONNX bundle, int8 gated) -> validate -> report
     Device:       run, bench, update-head, rollback-head (no TensorFlow needed)
     Every command takes -h; most take --json for scripts.
     """
@@ -114,9 +114,9 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from edgetl.cli import device_cmds, export_cmds, misc_cmds, train_cmds
+    from edgetl.cli import data_cmds, device_cmds, export_cmds, misc_cmds, train_cmds
 
-    for module in (train_cmds, export_cmds, device_cmds, misc_cmds):
+    for module in (train_cmds, data_cmds, export_cmds, device_cmds, misc_cmds):
         for command in module.COMMANDS:
             main.add_command(command)
 

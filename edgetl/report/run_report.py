@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgetl.report.data_report import run_data_health
 from edgetl.report.document import Doc, affine, kv_table, num, pct, read_json
 from edgetl.report.figures import confusion_png, curves_png
 
@@ -161,6 +162,7 @@ RUN_SECTIONS: tuple[Callable[[Doc, Path], None], ...] = (
     run_metrics,
     run_curves,
     run_confusion,
+    run_data_health,
     run_config,
 )
 

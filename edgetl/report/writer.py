@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edgetl.errors import EdgetlError
 from edgetl.report.bundle_report import build_bundle_doc
+from edgetl.report.data_report import HEALTH_FILE, build_data_doc
 from edgetl.report.document import Doc, image_file, render_html, render_md
 from edgetl.report.run_report import build_run_doc, is_run
 from edgetl.runtime.atomic import write_bytes, write_text
@@ -27,8 +28,11 @@ def build_doc(path: str | Path) -> Doc:
         return build_bundle_doc(root)
     if is_run(root):
         return build_run_doc(root)
+    if (root / HEALTH_FILE).is_file():
+        return build_data_doc(root)
     raise EdgetlError(
-        f"report: {root} is neither a run folder (config.yaml, metrics.json, history.csv) nor a bundle (manifest.json)"
+        f"report: {root} is neither a run folder (config.yaml, metrics.json, history.csv), a bundle (manifest.json) "
+        f"nor a check-data folder ({HEALTH_FILE})"
     )
 
 

@@ -34,16 +34,12 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.errors import ImageError
-from edgetl.models.bases import get_base
 from edgetl.models.classifier import feature_model, traced_forward, weights_digest
 from edgetl.runtime import atomic
 from edgetl.runtime.feature_store import FeatureStore
 from edgetl.runtime.image import load_rgb, preprocess
 from edgetl.testhooks import slow_step
-from edgetl.train import distribute
 from edgetl.train.augment import AugmentParams, augment, view_rng
-from edgetl.train.config import TrainConfig
-from edgetl.train.data import Dataset
 
 CACHE_VERSION = 1
 
@@ -53,7 +49,8 @@ POOLINGS = ("avg", "max", "none")
 
 @dataclass
 class FeatureSet:
-    """features[i, v] is view v of image kept[i]; skipped holds (path, reason) of undecodable files."""
+    """features[i, v] is view v of image kept[i] (whose bytes have sha256 hashes[i]); skipped holds
+    (path, reason) of undecodable files."""
 
     features: np.ndarray
     kept: list[int]
@@ -61,6 +58,7 @@ class FeatureSet:
     computed: int = 0
     cached: int = 0
     seconds: float = 0.0
+    hashes: list[str] = field(default_factory=list)
 
 
 class FeatureExtractor:
@@ -137,7 +135,8 @@ class FeatureExtractor:
         rows = self.store.get(key(i, v) for i in kept for v in range(views + 1))
         out = rows.reshape(len(kept), views + 1, *self.feature_shape)
         reasons = [(str(paths[i]), _strip_path(skipped[i], paths[i])) for i in sorted(skipped)]
-        return FeatureSet(out, kept, reasons, computed, len(kept) * (views + 1) - computed, time.time() - start)
+        cached = len(kept) * (views + 1) - computed
+        return FeatureSet(out, kept, reasons, computed, cached, time.time() - start, [hashes[i] for i in kept])
 
     def _compute(
         self,
@@ -230,70 +229,3 @@ def _strip_path(message: str, path: Path) -> str:
     """ImageError messages start with the file name; metrics.json keeps path and reason apart."""
     prefix = f"{path}: "
     return message[len(prefix) :] if message.startswith(prefix) else message
-
-
-@dataclass
-class Features:
-    """Cached base features of the kept images: x_train holds views+1 rows per training image."""
-
-    x_train: np.ndarray
-    y_views: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    shape: tuple[int, ...]
-    digest: str
-    seconds: float
-    computed: int
-    cached: int
-    folder: Path
-
-
-def extract_features(
-    config: TrainConfig, dataset: Dataset, base, params: AugmentParams, strategy, workers, echo
-) -> tuple[Features, Dataset]:
-    """Base features of every training view and validation image (disk cache); drops undecodable files."""
-    spec = get_base(config.base)
-    extractor = FeatureExtractor(
-        base,
-        base_name=spec.name,
-        cut_layer=config.cut_layer,
-        input_size=config.input_size,
-        scale=spec.scale,
-        offset=spec.offset,
-        pooling=config.pooling if config.pooling in ("avg", "max") else "none",
-        cache_dir=config.cache_dir,
-    )
-    views = config.augment_views if config.augment else 0
-    tr, va = distribute.shared_features(
-        extractor,
-        strategy,
-        workers,
-        [
-            ([p for p, _ in dataset.train], dict(views=views, params=params, seed=config.seed, desc="train features")),
-            ([p for p, _ in dataset.val], dict(views=0, desc="val features")),
-        ],
-    )
-    for path, reason in tr.skipped + va.skipped:
-        echo(f"skipped {path}: {reason}")
-    dataset = dataset.keep(tr.kept, va.kept, tr.skipped + va.skipped)
-    seconds = tr.seconds + va.seconds
-    echo(
-        f"features: {tr.computed + va.computed} computed, {tr.cached + va.cached} from cache "
-        f"({seconds:.1f}s, {extractor.folder})"
-    )
-    y_train = np.array([y for _, y in dataset.train], dtype=np.float32)
-    features = Features(
-        tr.features.reshape(-1, *extractor.feature_shape),
-        np.repeat(y_train, views + 1),
-        y_train,
-        va.features[:, 0],
-        np.array([y for _, y in dataset.val], dtype=np.float32),
-        extractor.feature_shape,
-        extractor.digest,
-        seconds,
-        tr.computed + va.computed,
-        tr.cached + va.cached,
-        extractor.folder,
-    )
-    return features, dataset

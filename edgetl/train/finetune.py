@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,7 +24,9 @@ from edgetl.train import checkpoint, tensorboard_logs
 from edgetl.train.augment import AugmentParams, augment, view_rng
 from edgetl.train.data import Dataset
 from edgetl.train.epochs import Loop, compile_model, run_phase
-from edgetl.train.extract import Features
+
+if TYPE_CHECKING:
+    from edgetl.train.trainer import Features
 
 
 def unfreeze_top(base, n: int) -> list[str]:

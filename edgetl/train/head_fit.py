@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from edgetl.models.classifier import build_head
 from edgetl.train import checkpoint, distribute, tensorboard_logs
 from edgetl.train.config import TrainConfig
 from edgetl.train.epochs import Loop, compile_model, run_head_phase
-from edgetl.train.extract import Features
+
+if TYPE_CHECKING:
+    from edgetl.train.trainer import Features
 
 
 def fit_head(loop: Loop, feats: Features, num_classes: int, head):

@@ -7,6 +7,7 @@
       run.json         edgetl version, base, preprocessing, output kind, feature shape
       splits.json      the exact train / val files (root + relative paths + label index)
       metrics.json     val_accuracy, train_seconds, num_train, num_val, classes, skipped, ...
+      data_health.json duplicates across train/val, likely mislabelled images, imbalance (edgetl.train.data_health)
       history.csv      per-epoch loss / accuracy (head, then fine-tuning)
       curves.png       train vs val accuracy and loss
       confusion.png    validation confusion matrix
@@ -174,7 +175,17 @@ def file_digests(out: Path, names=VERIFIED) -> dict[str, dict]:
 
 
 def write_run_folder(
-    out: Path, config, spec, fused, base, dataset, splits: dict, history: list[dict], confusion, metrics: dict
+    out: Path,
+    config,
+    spec,
+    fused,
+    base,
+    dataset,
+    splits: dict,
+    history: list[dict],
+    confusion,
+    metrics: dict,
+    health: dict | None = None,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with atomic.atomic_path(out / "model.keras", suffix=".keras") as tmp:
@@ -187,5 +198,7 @@ def write_run_folder(
     correct = f"{int(np.trace(confusion))}/{int(np.sum(confusion))} correct"
     atomic.write_bytes(out / "confusion.png", confusion_png([(f"validation ({correct})", confusion)], dataset.classes))
     atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    if health is not None:
+        atomic.write_text(out / "data_health.json", json.dumps(health, indent=1))
     info = {**run_info(config, spec, base, dataset.classes), "files": file_digests(out)}
     atomic.write_text(out / "run.json", json.dumps(info, indent=2))

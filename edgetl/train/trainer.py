@@ -22,17 +22,20 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from edgetl.errors import ConfigError
 from edgetl.models.bases import get_base
 from edgetl.models.classifier import build_classifier
-from edgetl.train import checkpoint, distribute, tensorboard_logs
+from edgetl.train import checkpoint, data_health, distribute, tensorboard_logs
 from edgetl.train.augment import AugmentParams
 from edgetl.train.config import TrainConfig
 from edgetl.train.data import Dataset, load_dataset
 from edgetl.train.epochs import EpochHook, Loop
-from edgetl.train.extract import extract_features
+from edgetl.train.extract import FeatureExtractor
 from edgetl.train.finetune import fine_tune
 from edgetl.train.head_fit import fit_head, score_head
 from edgetl.train.run_folder import write_run_folder
@@ -65,6 +68,92 @@ def train(config: TrainConfig, resume: bool = True, epoch_hook: EpochHook | None
         distribute.discard(out, workers)
 
 
+@dataclass
+class Features:
+    """Cached base features of the kept images: x_train holds views+1 rows per training image (clean first)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray  # one label per image
+    x_val: np.ndarray
+    y_val: np.ndarray
+    views: int
+    shape: tuple[int, ...]
+    hashes: tuple[list[str], list[str]]  # sha256 of each train and val file
+    stats: dict  # digest (the cache's model identity), seconds, computed, cached, folder
+
+    @property
+    def y_views(self) -> np.ndarray:
+        return np.repeat(self.y_train, self.views + 1)
+
+    @property
+    def x_clean(self) -> np.ndarray:
+        """The clean view of every training image."""
+        return self.x_train.reshape(len(self.y_train), self.views + 1, *self.shape)[:, 0]
+
+
+def extract_features(
+    config: TrainConfig, dataset: Dataset, base, params: AugmentParams, strategy, workers, echo
+) -> tuple[Features, Dataset]:
+    """Base features of every training view and validation image (disk cache); drops undecodable files."""
+    spec = get_base(config.base)
+    extractor = FeatureExtractor(
+        base,
+        base_name=spec.name,
+        cut_layer=config.cut_layer,
+        input_size=config.input_size,
+        scale=spec.scale,
+        offset=spec.offset,
+        pooling=config.pooling if config.pooling in ("avg", "max") else "none",
+        cache_dir=config.cache_dir,
+    )
+    views = config.augment_views if config.augment else 0
+    tr, va = distribute.shared_features(
+        extractor,
+        strategy,
+        workers,
+        [
+            ([p for p, _ in dataset.train], dict(views=views, params=params, seed=config.seed, desc="train features")),
+            ([p for p, _ in dataset.val], dict(views=0, desc="val features")),
+        ],
+    )
+    for path, reason in tr.skipped + va.skipped:
+        echo(f"skipped {path}: {reason}")
+    dataset = dataset.keep(tr.kept, va.kept, tr.skipped + va.skipped)
+    seconds = tr.seconds + va.seconds
+    echo(
+        f"features: {tr.computed + va.computed} computed, {tr.cached + va.cached} from cache "
+        f"({seconds:.1f}s, {extractor.folder})"
+    )
+    stats = {
+        "digest": extractor.digest,
+        "seconds": seconds,
+        "computed": tr.computed + va.computed,
+        "cached": tr.cached + va.cached,
+        "folder": extractor.folder,
+    }
+    features = Features(
+        tr.features.reshape(-1, *extractor.feature_shape),
+        np.array([y for _, y in dataset.train], dtype=np.float32),
+        va.features[:, 0],
+        np.array([y for _, y in dataset.val], dtype=np.float32),
+        views,
+        extractor.feature_shape,
+        (tr.hashes, va.hashes),
+        stats,
+    )
+    return features, dataset
+
+
+def dataset_health(feats: Features, dataset: Dataset, seed: int) -> dict:
+    """Data health of the run's images from the features just extracted (clean views)."""
+
+    def side(items, x, hashes):
+        return {"paths": [str(p) for p, _ in items], "labels": [y for _, y in items], "hashes": hashes, "features": x}
+
+    train, val = side(dataset.train, feats.x_clean, feats.hashes[0]), side(dataset.val, feats.x_val, feats.hashes[1])
+    return data_health.check_data(dataset.classes, train, val, dataset.skipped, seed)
+
+
 def _train(
     config: TrainConfig,
     dataset: Dataset,
@@ -88,10 +177,13 @@ def _train(
         fused, base, head = build_classifier(config, num_classes)
     feats, dataset = extract_features(config, dataset, base, params, strategy, workers, echo)
     splits = {"root": str(dataset.root), "train": dataset.relative("train"), "val": dataset.relative("val")}
-    digest = checkpoint.run_digest(config, splits, feats.digest)
+    digest = checkpoint.run_digest(config, splits, feats.stats["digest"])
+    health = dataset_health(feats, dataset, config.seed) if workers.chief else None
+    if health is not None:
+        echo(data_health.summary_line(health) + " (data_health.json)")
     loop = Loop.open(config, out, digest, resume, strategy, workers, epoch_hook, echo)
     resumed_from = loop.state.epoch + 1 if loop.state else 0
-    seconds = {"feature_seconds": feats.seconds, "head_seconds": time.time()}
+    seconds = {"feature_seconds": feats.stats["seconds"], "head_seconds": time.time()}
     feature_head = fit_head(loop, feats, num_classes, head)
     seconds["head_seconds"] = time.time() - seconds["head_seconds"]
     fine_start = time.time()
@@ -104,7 +196,9 @@ def _train(
     metrics = run_metrics(
         config, dataset, feats, scores, loop, resumed_from, {"train_seconds": time.time() - start, **seconds}
     )
-    run = (fused, base, splits, confusion)
+    if health is not None:
+        metrics["data_health"] = {k: v for k, v in health.items() if k.startswith("num_")}
+    run = (fused, base, splits, confusion, health)
     return finish(loop, metrics, run, dataset)
 
 
@@ -128,20 +222,22 @@ def run_metrics(
         "seed": config.seed,
         "epochs_run": len(loop.history),
         "resumed_from_epoch": resumed_from,
-        "cache": {"computed": feats.computed, "cached": feats.cached, "folder": str(feats.folder)},
+        "cache": {
+            k: feats.stats[k] if k != "folder" else str(feats.stats[k]) for k in ("computed", "cached", "folder")
+        },
     }
 
 
 def finish(loop: Loop, metrics: dict, run: tuple, dataset: Dataset) -> dict:
     """TensorBoard's confusion image, the run folder (chief only), the last log line."""
-    (fused, base, splits, confusion), config, workers, out = run, loop.config, loop.workers, loop.out
+    (fused, base, splits, confusion, health), config, workers, out = run, loop.config, loop.workers, loop.out
     if config.tensorboard:
         tensorboard_logs.log_confusion(out, confusion, dataset.classes, step=len(loop.history))
     if workers.count > 1:
         metrics["workers"] = workers.count
     if workers.chief:
         spec = get_base(config.base)
-        write_run_folder(out, config, spec, fused, base, dataset, splits, loop.history, confusion, metrics)
+        write_run_folder(out, config, spec, fused, base, dataset, splits, loop.history, confusion, metrics, health)
     where = (
         f"run folder: {out}"
         if workers.chief
