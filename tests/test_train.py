@@ -189,7 +189,7 @@ def test_one_fit_head_phase_matches_one_fit_per_epoch(tmp_path):
     """run_head_phase (all epochs in one fit) must train exactly what run_phase (a fit per epoch) trains."""
     from edgetl.models.classifier import build_head
     from edgetl.train.config import build_config
-    from edgetl.train.epochs import compile_model, run_head_phase, run_phase
+    from edgetl.train.epochs import Loop, compile_model, run_head_phase, run_phase
 
     config = build_config(
         {"base": "mobilenet_v2", "input_size": 32, "dropout": 0.3, "batch_size": 8, "learning_rate": 0.01, "seed": 5}
@@ -205,40 +205,11 @@ def test_one_fit_head_phase_matches_one_fit_per_epoch(tmp_path):
         head.set_weights(initial)
         optimizer = compile_model(head, config, 3, config.learning_rate, steps_per_execution=4)
         history: list[dict] = []
+        loop = Loop(config, tmp_path / name, "d", history, None, lambda line: None)
         if phase is run_head_phase:
-            run_head_phase(
-                head,
-                optimizer,
-                1,
-                4,
-                x,
-                y,
-                validation,
-                config,
-                tmp_path / name,
-                "d",
-                history,
-                [],
-                None,
-                lambda line: None,
-            )
+            run_head_phase(head, optimizer, 1, 4, x, y, validation, loop, [])
         else:
-            run_phase(
-                "head",
-                head,
-                optimizer,
-                1,
-                4,
-                lambda e: (x, y),
-                validation,
-                config,
-                tmp_path / name,
-                "d",
-                history,
-                [],
-                None,
-                lambda line: None,
-            )
+            run_phase("head", head, optimizer, 1, 4, lambda e: (x, y), validation, loop, [])
         results.append((head.get_weights(), history))
     (w_one, h_one), (w_each, h_each) = results
     assert [row["epoch"] for row in h_one] == [2, 3, 4]

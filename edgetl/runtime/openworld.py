@@ -5,6 +5,8 @@
         -> UnknownDetector    (unknown.fit_unknown: class means, covariance, z-scores, threshold)
         -> confidence_cut     (the 20 % quantile of held-out calibrated confidence: a "low
                                confidence" event for the drift monitor and the uncertain store)
+        -> msp_threshold      (the calibrated confidence that the same share of held-out images
+                               reaches: the unknown test of a fused model, which gives no features)
     OpenWorld.judge(head, features) -> calibrated probabilities, unknown score, unknown flag, low flag
 
 Written next to the head it belongs to (`<head>.openworld.npz`), with the head's sha256
@@ -44,11 +46,12 @@ class Judgement:
 
 @dataclass(frozen=True)
 class OpenWorld:
-    """Attributes: temperature of the head's logits, the unknown detector, confidence_cut."""
+    """Attributes: temperature of the head's logits, the unknown detector, confidence_cut, msp_threshold."""
 
     temperature: float
     detector: UnknownDetector
     confidence_cut: float
+    msp_threshold: float = 0.0
 
     def fits(self, head: NumpyHead) -> bool:
         return self.detector.fits(head)
@@ -71,6 +74,7 @@ class OpenWorld:
             buf,
             temperature=np.array(self.temperature),
             confidence_cut=np.array(self.confidence_cut),
+            msp_threshold=np.array(self.msp_threshold),
             **self.detector.to_arrays(),
         )
         return atomic.write_bytes(path, buf.getvalue())
@@ -79,7 +83,9 @@ class OpenWorld:
     def load(cls, path: str | Path) -> OpenWorld:
         try:
             with np.load(path, allow_pickle=False) as data:
-                return cls(float(data["temperature"]), UnknownDetector.from_arrays(data), float(data["confidence_cut"]))
+                msp = float(data["msp_threshold"]) if "msp_threshold" in data.files else 0.0
+                detector = UnknownDetector.from_arrays(data)
+                return cls(float(data["temperature"]), detector, float(data["confidence_cut"]), msp)
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise BundleError(
                 f"{path}: not readable open-world statistics ({type(exc).__name__}: {str(exc)[:80]})"
@@ -111,4 +117,5 @@ def fit_openworld(
     temperature = fit_temperature(logits, heldout_labels)
     detector = fit_unknown(head, vectors, labels, heldout, rank=rank, accept=accept)
     confidence = calibrated_probabilities(logits, temperature).max(axis=1)
-    return OpenWorld(temperature, detector, float(np.quantile(confidence, LOW_CONFIDENCE_QUANTILE)))
+    cut, msp = (float(np.quantile(confidence, q)) for q in (LOW_CONFIDENCE_QUANTILE, 1 - accept))
+    return OpenWorld(temperature, detector, cut, msp)
