@@ -133,9 +133,9 @@ def jpegs_500x375(work: Path, n: int = 20) -> list[Path]:
 def latency(bundle: Path, photos: list[Path], threads: int, runs: int) -> dict:
     """Bare call, decode+preprocess and whole path timed in the same loop, interleaved, so that
     load from other processes on a shared machine hits all three alike."""
-    from edgetl.runtime import runner
+    from edgetl.runtime import predictor as predict
 
-    pred = runner.open_predictor(bundle, "tflite-int8", threads)
+    pred = predict.open_predictor(bundle, "tflite-int8", threads)
     tensor = pred.model_input(photos[0])
     steps = {
         "bare_invoke": lambda i: pred.model.invoke_one(tensor),
@@ -159,10 +159,11 @@ def latency(bundle: Path, photos: list[Path], threads: int, runs: int) -> dict:
 
 def throughput(bundle: Path, photos: list[Path], threads: int, images: int, prefetch: int, repeats: int = 3) -> dict:
     """`run_paths` over `images` paths (cycling the photos): wall ms per image, best of `repeats`."""
+    from edgetl.runtime import predictor as predict
     from edgetl.runtime import runner
     from edgetl.runtime.paths import PathItem
 
-    pred = runner.open_predictor(bundle, "tflite-int8", threads)
+    pred = predict.open_predictor(bundle, "tflite-int8", threads)
     items = [PathItem(str(photos[i % len(photos)])) for i in range(images)]
     runner.run_paths(pred, items[:20], open(os.devnull, "w"), sys.stderr, prefetch=prefetch)  # warm-up
     walls = []

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
-    from edgetl.runtime import runner
+    from edgetl.runtime import predictor as predict
     from edgetl.runtime.image import load_rgb
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     photos = sorted(args.photos.glob("*.jpg"))
-    pred = runner.open_predictor(args.bundle, "tflite-int8", 1)
+    pred = predict.open_predictor(args.bundle, "tflite-int8", 1)
     tensor = pred.model_input(photos[0])
     steps = {
         "bare_invoke": lambda i: pred.model.invoke_one(tensor),

@@ -32,6 +32,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from _output import emit, loadavg  # noqa: E402 - benchmarks/ is sys.path[0] when run as a script
 
 from edgetl.runtime import cameras, paths, runner  # noqa: E402
+from edgetl.runtime import predictor as predict  # noqa: E402
 from edgetl.runtime.frames import FrameError, ThreadedCamera  # noqa: E402
 
 from http_stream import send_video, serve  # noqa: E402 - tests/ helper: a local HTTP server
@@ -168,7 +169,7 @@ def main() -> None:
         link = folder / f"{i:06d}.jpg"
         if not link.exists():
             link.symlink_to(photos[i % len(photos)])
-    pred = runner.open_predictor(args.bundle, None, args.threads)
+    pred = predict.open_predictor(args.bundle, None, args.threads)
     devnull = open(os.devnull, "w")
     samples: list[float] = []
     t0 = time.perf_counter()

@@ -19,6 +19,7 @@ cv2 = pytest.importorskip("cv2")
 
 from edgetl.cli import main  # noqa: E402
 from edgetl.runtime import cameras, runner  # noqa: E402
+from edgetl.runtime import predictor as predict  # noqa: E402
 from edgetl.runtime.cameras import OpenCVCamera, open_camera  # noqa: E402
 from edgetl.runtime.frames import CameraError, Retry, ThreadedCamera, frames  # noqa: E402
 
@@ -109,7 +110,7 @@ def test_cli_camera_frames_match_the_same_frames_as_png_files(bundle, clip, tmp_
         assert cam_row["label"] == file_row["label"]
         for a, b in zip(cam_row["top_k"], file_row["top_k"]):
             assert a["label"] == b["label"] and a["score"] == pytest.approx(b["score"], abs=1e-6)
-    pred = runner.open_predictor(bundle, "tflite-int8")
+    pred = predict.open_predictor(bundle, "tflite-int8")
     cam = open_camera(str(clip))
     try:
         for png in pngs:
@@ -220,7 +221,7 @@ def run_flaky_stream(bundle, url) -> tuple[list[str], str]:
     assert isinstance(cam, ThreadedCamera) and cam.source.is_stream and not cam.source.is_file
     with pytest.raises(CameraError, match="delivered no frame 3 times in a row"):
         runner.run_camera(
-            runner.open_predictor(bundle, "tflite-int8"),
+            predict.open_predictor(bundle, "tflite-int8"),
             cam,
             out,
             err,

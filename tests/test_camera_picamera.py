@@ -122,6 +122,7 @@ def test_a_stalled_picamera_ends_the_run_instead_of_freezing_it(bundle, picamera
     import threading
     import time
 
+    from edgetl.runtime import predictor as predict
     from edgetl.runtime import runner
 
     released = threading.Event()
@@ -144,7 +145,7 @@ def test_a_stalled_picamera_ends_the_run_instead_of_freezing_it(bundle, picamera
             frames.CameraError, match=r"picamera 0 delivered no frame 2 times in a row \(no frame within 0.3 s"
         ):
             runner.run_camera(
-                runner.open_predictor(bundle),
+                predict.open_predictor(bundle),
                 cam,
                 out,
                 err,

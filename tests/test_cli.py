@@ -202,23 +202,23 @@ def test_exit_codes(bundle, data, tmp_path):
 
 
 def test_interrupt_is_130(bundle, data, monkeypatch):
-    from edgetl.runtime import runner
+    from edgetl.runtime import predictor
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "open_predictor", interrupted)
+    monkeypatch.setattr(predictor, "open_predictor", interrupted)
     res = cli("run", bundle, data)
     assert res.exit_code == 130 and res.output == "interrupted\n"
 
 
 def test_internal_error_is_one_line_unless_debug(bundle, data, monkeypatch):
-    from edgetl.runtime import runner
+    from edgetl.runtime import predictor
 
     def bug(*args, **kwargs):
         raise RuntimeError("boom\n  in a second line")
 
-    monkeypatch.setattr(runner, "open_predictor", bug)
+    monkeypatch.setattr(predictor, "open_predictor", bug)
     res = cli("run", bundle, data)
     assert res.exit_code == INTERNAL_ERROR == 70
     assert res.output == (
@@ -232,14 +232,14 @@ def test_internal_error_is_one_line_unless_debug(bundle, data, monkeypatch):
 
 def test_missing_workstation_module_says_what_to_install(bundle, data, monkeypatch):
     """A device install has no TensorFlow: a workstation command says so in one line, exit 2."""
-    from edgetl.runtime import runner
+    from edgetl.runtime import predictor
 
     for name, code in (("tensorflow", 2), ("tf2onnx.convert", 2), ("not_ours", INTERNAL_ERROR)):
 
         def missing(*args, _name=name, **kwargs):
             raise ModuleNotFoundError(f"No module named '{_name}'", name=_name)
 
-        monkeypatch.setattr(runner, "open_predictor", missing)
+        monkeypatch.setattr(predictor, "open_predictor", missing)
         res = cli("run", bundle, data)
         assert res.exit_code == code and len(res.output.splitlines()) == 1, res.output
         if code == 2:

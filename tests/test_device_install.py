@@ -122,7 +122,7 @@ def device_venv(wheel, tmp_path_factory):
     [("litert", "tflite-int8", "ai-edge-litert", "onnxruntime"), ("onnx", "onnx", "onnxruntime", "ai-edge-litert")],
 )
 def test_one_pip_command_installs_the_runtime_only(extra, fmt, runtime, other, device_venv, bundle, red_image):
-    from edgetl.runtime import runner
+    from edgetl.runtime import predictor as predict
 
     venv = device_venv(extra)
     packages = installed(venv / "bin/python")
@@ -134,7 +134,7 @@ def test_one_pip_command_installs_the_runtime_only(extra, fmt, runtime, other, d
     assert no_tf.returncode != 0 and "ModuleNotFoundError" in no_tf.stderr
 
     # the device venv gives the label and score the workstation gets
-    predictor = runner.open_predictor(bundle, fmt)
+    predictor = predict.open_predictor(bundle, fmt)
     expected = predictor.classify(red_image)
     row = classify(venv / "bin/edgetl", bundle, red_image, fmt)
     assert row["label"] == "red" == predictor.classes[int(expected.argmax())]
@@ -173,7 +173,7 @@ def test_older_tflite_runtime_wheel_runs_bundles_and_numpy2_is_one_error(wheel, 
 
     Its last release (2.14) must still run what today's converter writes. It is built for NumPy 1,
     and pip pairs it with NumPy 2, which used to end in NumPy's traceback and a SystemError."""
-    from edgetl.runtime import runner
+    from edgetl.runtime import predictor as predict
 
     venv = tmp_path / "venv_tflite_runtime"
     done = fresh_venv(venv, wheel, "tflite-runtime", "numpy<2")
@@ -183,7 +183,7 @@ def test_older_tflite_runtime_wheel_runs_bundles_and_numpy2_is_one_error(wheel, 
     packages = installed(venv / "bin/python")
     assert "ai-edge-litert" not in packages and packages["numpy"].startswith("1.")
     for fmt in ("tflite-int8", "tflite-float32"):
-        expected = runner.open_predictor(bundle, fmt).classify(red_image)
+        expected = predict.open_predictor(bundle, fmt).classify(red_image)
         done = _run([venv / "bin/edgetl", "run", bundle, red_image, "--json", "--format", fmt], timeout=120)
         assert done.returncode == 0 and "using tflite_runtime" in done.stderr, done.stderr
         row = json.loads(done.stdout)

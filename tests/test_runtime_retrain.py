@@ -16,6 +16,7 @@ from PIL import Image
 
 from edgetl.cli import main
 from edgetl.runtime import cameras, headstore, headwatch, runner
+from edgetl.runtime import predictor as predict
 from edgetl.runtime.atomic import sha256_file
 from edgetl.runtime.bundle import load_bundle
 from edgetl.runtime.retrain import RetrainConfig, stratified_split, train_head, update_head
@@ -71,7 +72,7 @@ def test_accepts_better_head_refuses_worse_and_caches_features(bundle, datasets)
     assert record["classes"] == ["blue", "red", "green"] and record["accuracy"] == 1.0
     assert record["previous_accuracy"] <= 2 / 3 + 1e-9  # the exported head cannot say "green"
     assert "30 new, 0 cached" in res.stdout
-    pred = runner.open_predictor(bundle)
+    pred = predict.open_predictor(bundle)
     assert pred.head is not None and pred.fmt == "base-tflite-int8"
     greens = sorted((datasets["three"] / "green").iterdir())
     assert [pred.classes[int(np.argmax(pred.classify(p)))] for p in greens] == ["green"] * len(greens)
@@ -137,7 +138,7 @@ def test_a_head_that_cannot_be_opened_leaves_the_running_one(bundle, datasets):
 
     camera = GreenCamera(datasets["three"] / "green", {2: swap_in_a_head_whose_base_is_broken})
     watch = headwatch.HeadWatch(bundle, None, None, every=0.0)
-    predictor = runner.open_predictor(bundle)
+    predictor = predict.open_predictor(bundle)
     out, err = io.StringIO(), io.StringIO()
     summary = runner.run_camera(predictor, camera, out, err, as_json=True, max_frames=4, fps_every=0, head_watch=watch)
     assert summary.ok == 4 and pointer(bundle) is not None
@@ -183,8 +184,8 @@ def test_rollback_chain_and_corrupt_head_fallback(bundle, datasets, capsys):
     active = headstore.active_head(load_bundle(bundle))
     assert active.record["file"] == first["file"] and "falling back" in capsys.readouterr().err
     (heads / first["file"]).unlink()  # both gone: the exported head (fused model)
-    assert runner.open_predictor(bundle).head is None
-    assert "tflite-int8" == runner.open_predictor(bundle).fmt
+    assert predict.open_predictor(bundle).head is None
+    assert "tflite-int8" == predict.open_predictor(bundle).fmt
 
     res = cli("rollback-head", bundle)
     assert res.exit_code == 0 and pointer(bundle)["file"] == first["file"]

@@ -18,6 +18,7 @@ from PIL import Image
 from edgetl.cli import main
 from edgetl.errors import ModelError
 from edgetl.runtime import cameras, interpreter, runner
+from edgetl.runtime import predictor as predict
 from edgetl.runtime.frames import CameraError, EndOfStream, FrameError, Retry, ThreadedCamera
 
 from bundle_fixture import OFFSET, SCALE, SIZE, colour_image, make_dataset
@@ -78,13 +79,13 @@ def test_formats_agree_and_default_is_int8(bundle, data):
     paths = sorted(data.rglob("*.png"))
     probs = {}
     for fmt in ("tflite-float32", "tflite-int8", "onnx"):
-        pred = runner.open_predictor(bundle, fmt, threads=1)
+        pred = predict.open_predictor(bundle, fmt, threads=1)
         probs[fmt] = np.stack([pred.classify(p) for p in paths])
         assert probs[fmt].shape == (len(paths), 2)  # sigmoid -> [1 - p, p]
         np.testing.assert_allclose(probs[fmt].sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(probs["onnx"], probs["tflite-float32"], atol=1e-4)
     assert np.abs(probs["tflite-int8"] - probs["tflite-float32"]).max() < 0.05
-    assert runner.open_predictor(bundle).fmt == "tflite-int8"
+    assert predict.open_predictor(bundle).fmt == "tflite-int8"
 
 
 def test_preprocessing_parity_comes_from_manifest(bundle, tmp_path):
@@ -92,14 +93,14 @@ def test_preprocessing_parity_comes_from_manifest(bundle, tmp_path):
 
     path = tmp_path / "x.png"
     colour_image("red", np.random.default_rng(1), SIZE).save(path)
-    pred = runner.open_predictor(bundle, "tflite-float32")
+    pred = predict.open_predictor(bundle, "tflite-float32")
     reference = tf.cast(tf.io.decode_png(tf.io.read_file(str(path)), channels=3), tf.float32) * SCALE + OFFSET
     np.testing.assert_allclose(pred.model_input(path)[0], reference.numpy(), atol=1e-6)
 
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["input"].update(scale=1 / 255, offset=0.25)
     (bundle / "manifest.json").write_text(json.dumps(manifest))
-    pred = runner.open_predictor(bundle, "tflite-float32")
+    pred = predict.open_predictor(bundle, "tflite-float32")
     pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
     np.testing.assert_allclose(pred.model_input(path)[0], pixels / 255 + 0.25, atol=1e-6)
 
@@ -142,7 +143,7 @@ def test_bad_items_are_reported_and_the_run_continues(bundle, data, tmp_path):
 def test_unusual_modes_classify_like_plain_rgb(bundle, tmp_path):
     rng = np.random.default_rng(2)
     rgb = colour_image("red", rng, 48)
-    pred = runner.open_predictor(bundle, "tflite-float32")
+    pred = predict.open_predictor(bundle, "tflite-float32")
     rgb.convert("CMYK").save(tmp_path / "cmyk.jpg")
     Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257).save(tmp_path / "gray16.png")
     rgba = rgb.convert("RGBA")
@@ -209,7 +210,7 @@ def test_input_calibrated_on_minus_one_to_one_gets_every_pixel_level():
 def test_pixel_table_is_bit_identical_to_the_float_path(bundle, scale, offset):
     # The runner feeds uint8 pixels through a 256-entry table; validation and the float API go
     # through preprocess + quantize. Both must give the same input tensor, for any normalization.
-    pred = runner.open_predictor(bundle, "tflite-int8")
+    pred = predict.open_predictor(bundle, "tflite-int8")
     pixels = np.random.default_rng(3).integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
     pixels[0, 0, :4, 0] = [0, 127, 128, 255]
     by_table = pred.model.from_pixels(pixels, scale, offset)
@@ -219,7 +220,7 @@ def test_pixel_table_is_bit_identical_to_the_float_path(bundle, scale, offset):
     np.testing.assert_array_equal(
         pred.model.outputs(by_table), pred.model.run(interpreter.preprocess(pixels, scale, offset))
     )
-    float_model = runner.open_predictor(bundle, "tflite-float32").model
+    float_model = predict.open_predictor(bundle, "tflite-float32").model
     np.testing.assert_array_equal(
         float_model.from_pixels(pixels, scale, offset), interpreter.preprocess(pixels, scale, offset)
     )
@@ -314,7 +315,7 @@ class FakeCamera:
 
 
 def test_camera_survives_failing_frames_and_reports(bundle):
-    pred = runner.open_predictor(bundle, "tflite-int8")
+    pred = predict.open_predictor(bundle, "tflite-int8")
     out, err, waits = io.StringIO(), io.StringIO(), []
     cam = FakeCamera(fail={3, 4, 5})
     ticks = iter(np.arange(0, 1000, 0.5))
@@ -339,7 +340,7 @@ def test_camera_survives_failing_frames_and_reports(bundle):
 
 
 def test_camera_gone_for_good_and_ctrl_c(bundle):
-    pred = runner.open_predictor(bundle)
+    pred = predict.open_predictor(bundle)
     err = io.StringIO()
     with pytest.raises(CameraError, match="no frame 4 times in a row"):
         runner.run_camera(
@@ -461,7 +462,7 @@ def test_camera_run_reports_the_frames_it_skipped(bundle):
     cam.free = True
     cam.permits.release(1)
     out, err = io.StringIO(), io.StringIO()
-    summary = runner.run_camera(runner.open_predictor(bundle, "tflite-int8"), threaded, out, err, max_frames=5)
+    summary = runner.run_camera(predict.open_predictor(bundle, "tflite-int8"), threaded, out, err, max_frames=5)
     assert summary.ok == 5 and cam.closed
     assert summary.skipped >= 9 and cam.reads >= 5 + summary.skipped
     assert f"0 failed reads, {summary.skipped} older frames skipped" in err.getvalue()
@@ -527,10 +528,10 @@ def test_bench_reports_every_number(bundle, data):
 
 
 def test_default_threads_leave_one_core_for_the_decoder(monkeypatch, bundle):
-    monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    assert runner.default_threads() == 3  # a Pi: three interpreter threads, one decoder / camera core
-    monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert runner.default_threads() == 1
+    monkeypatch.setattr(predict.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert predict.default_threads() == 3  # a Pi: three interpreter threads, one decoder / camera core
+    monkeypatch.setattr(predict.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert predict.default_threads() == 1
     seen = []
     real_open = interpreter.open_model
     monkeypatch.setattr(
@@ -538,7 +539,7 @@ def test_default_threads_leave_one_core_for_the_decoder(monkeypatch, bundle):
         "open_model",
         lambda path, rt, threads=None, role="fused": seen.append(threads) or real_open(path, rt, threads, role),
     )
-    monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
-    runner.open_predictor(bundle, "tflite-int8")
-    runner.open_predictor(bundle, "tflite-int8", threads=2)
+    monkeypatch.setattr(predict.os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    predict.open_predictor(bundle, "tflite-int8")
+    predict.open_predictor(bundle, "tflite-int8", threads=2)
     assert seen == [5, 2]

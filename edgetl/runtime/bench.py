@@ -23,9 +23,10 @@ import numpy as np
 from PIL import Image
 
 from edgetl.errors import ImageError
-from edgetl.runtime import interpreter, runner
+from edgetl.runtime import interpreter
 from edgetl.runtime.bundle import load_bundle
 from edgetl.runtime.folders import scan_class_folders
+from edgetl.runtime.predictor import Predictor, default_threads, fused_formats, open_predictor
 from edgetl.runtime.selftest import run_self_test
 
 
@@ -86,7 +87,7 @@ def cold_start(bundle_dir, fmt: str, image: Path, threads: int | None, runs: int
     return {"cold_start_s": round(seconds, 3), "peak_rss_mb": child["peak_rss_mb"]}
 
 
-def accuracy_on(predictor: runner.Predictor, data: str) -> dict[str, Any]:
+def accuracy_on(predictor: Predictor, data: str) -> dict[str, Any]:
     correct = total = failed = 0
     for label, paths in scan_class_folders(data).items():
         for path in paths:
@@ -101,7 +102,7 @@ def accuracy_on(predictor: runner.Predictor, data: str) -> dict[str, Any]:
 
 
 def bench_format(bundle_dir, fmt: str, image: Path, data: str | None, threads: int | None, runs: int) -> dict[str, Any]:
-    predictor = runner.open_predictor(bundle_dir, fmt, threads)
+    predictor = open_predictor(bundle_dir, fmt, threads)
     model = predictor.model
     prepared = predictor.model_input(image)
     result: dict[str, Any] = {
@@ -123,9 +124,7 @@ def bench_bundle(
 ) -> dict[str, Any]:
     bundle = load_bundle(bundle_dir)
     wanted = formats or [
-        f
-        for f in runner.fused_formats(bundle)
-        if interpreter.runtime_available(interpreter.runtime_of(f, bundle.models[f]))
+        f for f in fused_formats(bundle) if interpreter.runtime_available(interpreter.runtime_of(f, bundle.models[f]))
     ]
     with tempfile.TemporaryDirectory() as tmp:
         image = next((p for paths in scan_class_folders(data).values() for p in paths), None) if data else None
@@ -134,7 +133,7 @@ def bench_bundle(
     self_test = run_self_test(bundle).to_json() if bundle.manifest.get("self_test") else None
     return {
         "bundle": str(bundle_dir),
-        "threads": threads or runner.default_threads(),
+        "threads": threads or default_threads(),
         "runs": runs,
         "image": image.name,
         "formats": out,
@@ -164,7 +163,7 @@ def table(results: dict[str, Any]) -> str:
 def _child(argv: list[str]) -> None:
     """Cold-start child: load, print the first label as soon as it is known, then keep classifying."""
     bundle_dir, fmt, image, threads, runs = argv
-    predictor = runner.open_predictor(bundle_dir, fmt, int(threads) or None)
+    predictor = open_predictor(bundle_dir, fmt, int(threads) or None)
     probs = predictor.classify(image)
     print(predictor.classes[int(np.argmax(probs))], flush=True)
     for _ in range(int(runs)):

@@ -1,9 +1,11 @@
 """Device heads: retrained heads beside the exported one, switched by an atomic pointer.
 
     BUNDLE/head.npz                      the exported head, never modified
+    BUNDLE/head.openworld.npz            its open-world statistics (edgetl.runtime.openworld), if exported
     BUNDLE/device/heads/<sha8>.npz       retrained heads (written atomically + fsync)
+    BUNDLE/device/heads/<sha8>.openworld.npz   their statistics, refitted by update-head
     BUNDLE/device/heads/CURRENT.json     {"file", "sha256", "previous": {...}|null, "classes",
-                                          "accuracy", "base", "created"}
+                                          "accuracy", "base", "created", "openworld": {"file", "sha256"}}
 
 A swap writes the new head file first and only then replaces CURRENT.json with os.replace,
 so a power cut at any moment leaves either the old pointer or the new one, each naming a
@@ -29,6 +31,7 @@ from edgetl.errors import BundleError
 from edgetl.runtime import atomic
 from edgetl.runtime.bundle import Bundle
 from edgetl.runtime.head import NumpyHead
+from edgetl.runtime.openworld import OpenWorld
 
 HEADS_DIR = Path("device") / "heads"
 LOCK = Path("device") / ".lock"  # held while update-head or rollback-head changes the head
@@ -41,6 +44,7 @@ class ActiveHead:
     head: NumpyHead
     record: dict[str, Any] | None  # None: the exported head
     description: str
+    openworld: OpenWorld | None = None  # its calibration and unknown statistics, when it has them
 
     @property
     def is_device_head(self) -> bool:
@@ -61,6 +65,42 @@ def original_head(bundle: Bundle) -> NumpyHead:
     return NumpyHead.load(bundle.path_of(bundle.manifest["head"]))
 
 
+def _openworld(bundle: Bundle, head: NumpyHead, record: dict[str, Any] | None) -> OpenWorld | None:
+    """The statistics of a head (the exported one when record is None); a bad file is a warning, not a lost head."""
+    entry = (record or bundle.manifest).get("openworld")
+    if not isinstance(entry, dict):
+        return None
+    try:
+        if record is None:
+            path = bundle.path_of(entry)
+        else:
+            path = _checked(bundle, entry, "open-world statistics")
+        stats = OpenWorld.load(path)
+    except BundleError as exc:
+        print(f"warning: {exc}; running without unknown detection", file=sys.stderr)
+        return None
+    if not stats.fits(head):
+        print(
+            "warning: the open-world statistics belong to another head; running without unknown detection",
+            file=sys.stderr,
+        )
+        return None
+    return stats
+
+
+def _checked(bundle: Bundle, entry: dict[str, Any], what: str) -> Path:
+    """A file in heads/ named by a record entry, present and matching its sha256."""
+    name = entry.get("file")
+    if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
+        raise BundleError(f"head pointer names an invalid file {name!r}")
+    path = heads_dir(bundle) / name
+    if not path.is_file():
+        raise BundleError(f"{what} {name} is missing")
+    if atomic.sha256_file(path) != entry.get("sha256"):
+        raise BundleError(f"{what} {name} does not match its sha256 (corrupt)")
+    return path
+
+
 def read_pointer(bundle: Bundle) -> dict[str, Any] | None:
     """The pointer record, or None (exported head). An unreadable pointer is reported and ignored."""
     path = pointer_path(bundle)
@@ -76,15 +116,7 @@ def read_pointer(bundle: Bundle) -> dict[str, Any] | None:
 
 def _load_record(bundle: Bundle, record: dict[str, Any]) -> NumpyHead:
     """Load the head a record names, checking it lives in heads/ and matches its sha256."""
-    name = record.get("file")
-    if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
-        raise BundleError(f"head pointer names an invalid file {name!r}")
-    path = heads_dir(bundle) / name
-    if not path.is_file():
-        raise BundleError(f"device head {name} is missing")
-    if atomic.sha256_file(path) != record.get("sha256"):
-        raise BundleError(f"device head {name} does not match its sha256 (corrupt)")
-    return NumpyHead.load(path)
+    return NumpyHead.load(_checked(bundle, record, "device head"))
 
 
 def active_head(bundle: Bundle) -> ActiveHead:
@@ -93,12 +125,13 @@ def active_head(bundle: Bundle) -> ActiveHead:
     while record is not None:
         try:
             head = _load_record(bundle, record)
-            return ActiveHead(head, record, f"device head {record['file']}")
+            return ActiveHead(head, record, f"device head {record['file']}", _openworld(bundle, head, record))
         except BundleError as exc:
             print(f"warning: {exc}; falling back to the previous head", file=sys.stderr)
             prev = record.get("previous")
             record = prev if isinstance(prev, dict) else None
-    return ActiveHead(original_head(bundle), None, "exported head.npz")
+    head = original_head(bundle)
+    return ActiveHead(head, None, "exported head.npz", _openworld(bundle, head, None))
 
 
 @contextlib.contextmanager
@@ -139,24 +172,34 @@ def _trim(record: dict[str, Any] | None, depth: int = MAX_HISTORY) -> dict[str, 
     return {**record, "previous": _trim(record.get("previous"), depth - 1)}
 
 
-def swap_in(
-    bundle: Bundle, head: NumpyHead, accuracy: float | None, base_format: str, extra: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Write `head` and point CURRENT at it (the previous pointer becomes "previous")."""
-    data = head.to_bytes()
+def _write_once(bundle: Bundle, data: bytes, suffix: str) -> dict[str, str]:
+    """heads/<sha8><suffix> holding `data` (written atomically unless already there) -> {"file", "sha256"}."""
     digest = hashlib.sha256(data).hexdigest()
-    name = f"{digest[:8]}.npz"
-    target = heads_dir(bundle) / name
+    target = heads_dir(bundle) / f"{digest[:8]}{suffix}"
     if not (target.is_file() and atomic.sha256_file(target) == digest):
-        atomic.write_bytes(target, data)  # 1: the complete head file, fsynced
+        atomic.write_bytes(target, data)
+    return {"file": target.name, "sha256": digest}
+
+
+def swap_in(
+    bundle: Bundle,
+    head: NumpyHead,
+    accuracy: float | None,
+    base_format: str,
+    extra: dict[str, Any] | None = None,
+    openworld: OpenWorld | None = None,
+) -> dict[str, Any]:
+    """Write `head` (and its statistics) and point CURRENT at it (the previous pointer becomes "previous")."""
+    written = _write_once(bundle, head.to_bytes(), ".npz")  # 1: the complete head file, fsynced
+    stats = _write_once(bundle, openworld.to_bytes(), ".openworld.npz") if openworld is not None else None
     record = {
-        "file": name,
-        "sha256": digest,
+        **written,
         "previous": _trim(read_pointer(bundle)),
         "classes": list(head.classes),
         "accuracy": accuracy,
         "base": base_format,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **({"openworld": stats} if stats else {}),
         **(extra or {}),
     }
     atomic.write_text(pointer_path(bundle), json.dumps(record, indent=2))  # 2: os.replace of the pointer
@@ -184,8 +227,9 @@ def rollback(bundle: Bundle) -> dict[str, Any] | None:
 def referenced_files(record: dict[str, Any] | None) -> set[str]:
     names: set[str] = set()
     while isinstance(record, dict):
-        if isinstance(record.get("file"), str):
-            names.add(record["file"])
+        for entry in (record, record.get("openworld")):
+            if isinstance(entry, dict) and isinstance(entry.get("file"), str):
+                names.add(entry["file"])
         record = record.get("previous")
     return names
 

@@ -10,7 +10,7 @@ from typing import TextIO
 
 from edgetl.errors import EdgetlError
 from edgetl.runtime import headstore
-from edgetl.runtime.runner import Predictor, open_predictor
+from edgetl.runtime.predictor import Predictor, open_predictor
 
 # Seconds between checks (one stat() each) for a head swapped in by update-head / rollback-head.
 HEAD_CHECK_SECONDS = 2.0
@@ -34,8 +34,10 @@ class HeadWatch:
         threads: int | None,
         every: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        **options,
     ):
-        self.bundle_dir, self.fmt, self.threads, self.clock = bundle_dir, fmt, threads, clock
+        """`options`: more open_predictor keywords (unknown, unknown_threshold), used for every new head."""
+        self.bundle_dir, self.fmt, self.threads, self.clock, self.options = bundle_dir, fmt, threads, clock, options
         self.pointer = Path(bundle_dir) / headstore.HEADS_DIR / headstore.POINTER
         self.every = HEAD_CHECK_SECONDS if every is None else every
         self._state = self._pointer_state()
@@ -61,7 +63,7 @@ class HeadWatch:
             return predictor
         self._state = state
         try:
-            new = open_predictor(self.bundle_dir, self.fmt, self.threads)
+            new = open_predictor(self.bundle_dir, self.fmt, self.threads, **self.options)
         except EdgetlError as exc:
             print(
                 f"warning: the bundle's head changed but cannot be used ({exc}); "

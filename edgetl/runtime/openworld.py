@@ -69,6 +69,9 @@ class OpenWorld:
         return replace(self, detector=self.detector.add_class(name, head.pool(vectors), head))
 
     def save(self, path: str | Path) -> Path:
+        return atomic.write_bytes(path, self.to_bytes())
+
+    def to_bytes(self) -> bytes:
         buf = io.BytesIO()
         np.savez(
             buf,
@@ -77,7 +80,7 @@ class OpenWorld:
             msp_threshold=np.array(self.msp_threshold),
             **self.detector.to_arrays(),
         )
-        return atomic.write_bytes(path, buf.getvalue())
+        return buf.getvalue()
 
     @classmethod
     def load(cls, path: str | Path) -> OpenWorld:

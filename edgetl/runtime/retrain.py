@@ -28,7 +28,7 @@ from edgetl.runtime.bundle import load_bundle
 from edgetl.runtime.feature_store import FeatureStore
 from edgetl.runtime.folders import scan_class_folders
 from edgetl.runtime.head import NumpyHead, softmax
-from edgetl.runtime.runner import choose_base_format, default_threads
+from edgetl.runtime.predictor import choose_base_format, default_threads
 
 FEATURES_DIR = Path("device") / "features"
 
