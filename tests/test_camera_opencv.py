@@ -177,7 +177,7 @@ def test_opencv_stays_a_lazy_import():
     import sys
 
     code = (
-        "import sys, edgetl.runtime.cameras as s, edgetl.runtime.runner, edgetl.cli.device_cmds\n"
+        "import sys, edgetl.runtime.cameras as s, edgetl.runtime.runner, edgetl.cli.device_cmds, edgetl.cli.run_cmds\n"
         "try:\n    s.open_camera('/dev/video97')\nexcept s.CameraError:\n    pass\n"
         "print('cv2' in sys.modules)"
     )

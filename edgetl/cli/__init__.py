@@ -114,9 +114,9 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from edgetl.cli import data_cmds, device_cmds, export_cmds, misc_cmds, train_cmds
+    from edgetl.cli import data_cmds, device_cmds, export_cmds, misc_cmds, run_cmds, train_cmds
 
-    for module in (train_cmds, data_cmds, export_cmds, device_cmds, misc_cmds):
+    for module in (train_cmds, data_cmds, export_cmds, run_cmds, device_cmds, misc_cmds):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -1,4 +1,4 @@
-"""CLI commands of the device stage: run, update-head, rollback-head, bench.
+"""CLI commands of the device stage that manage a bundle: update-head, rollback-head, bench.
 
 They only parse flags and call edgetl.runtime (imported inside each command), so none of
 them pulls in TensorFlow: this is what runs on the Pi / Jetson.
@@ -11,187 +11,31 @@ import sys
 
 import click
 
-from edgetl.cli.common import FORMAT_HELP, echo_json, formats_option, given, json_option, with_default
 from edgetl.cli.common import THREADS_OPTION as THREADS
+from edgetl.cli.common import echo_json, formats_option, given, json_option, with_default
 from edgetl.runtime.retrain import RetrainConfig
-
-
-def open_world_options(func):
-    """--unknown, --unknown-threshold and the monitor's flags (defaults: edgetl.runtime.monitor.MonitorConfig)."""
-    from edgetl.runtime.monitor import MonitorConfig
-
-    default = MonitorConfig()
-    options = [
-        click.option(
-            "--unknown",
-            type=click.Choice(["on", "off"]),
-            default="on",
-            show_default=True,
-            help="Say `unknown` for images unlike every class (needs the bundle's open-world statistics).",
-        ),
-        click.option(
-            "--unknown-threshold",
-            type=float,
-            default=None,
-            help="Unknown above this score (see unknown_score in --json) [default: the bundle's, 95 % of "
-            "held-out training images accepted].",
-        ),
-        click.option(
-            "--save-uncertain",
-            type=click.Path(file_okay=False),
-            default=None,
-            help="Keep images that are unknown or nearly tied (top-2 margin) here, each with a JSON sidecar.",
-        ),
-        click.option(
-            "--save-max",
-            type=click.IntRange(min=1),
-            default=None,
-            help=with_default("Most images kept (oldest dropped first).", default.save_max),
-        ),
-        click.option(
-            "--save-max-mb",
-            type=click.FloatRange(min=0.01),
-            default=None,
-            help=with_default("Most megabytes kept.", default.save_max_mb),
-        ),
-        click.option(
-            "--uncertain-margin",
-            "margin",
-            type=click.FloatRange(0, 1),
-            default=None,
-            help=with_default("Top-2 probability margin below which an image is uncertain.", default.margin),
-        ),
-        click.option(
-            "--drift/--no-drift",
-            default=None,
-            help=with_default("Warn when the unknown or low-confidence rate drifts.", default.drift),
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-@click.command("run", short_help="Classify images or camera frames with a bundle.")
-@click.argument("bundle", type=click.Path(file_okay=False))
-@click.argument("sources", nargs=-1)
-@click.option("--top-k", "top_k", type=click.IntRange(min=1), default=1, show_default=True, help="Labels per image.")
-@THREADS
-@click.option(
-    "--format",
-    "fmt",
-    default=None,
-    metavar="FORMAT",
-    help=f"Model format (default: best available, tflite-int8 first): {FORMAT_HELP}.",
-)
-@json_option("One JSON object per line (JSON lines), errors on stderr.")
-@click.option(
-    "--camera",
-    default=None,
-    metavar="SPEC",
-    help="Camera: device index (0, 1, ...), 'picamera' (Picamera2), or with OpenCV a device path "
-    "(/dev/video2), a video file (clip.mp4) or a stream URL (rtsp://host/stream).",
-)
-@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N camera frames.")
-@click.option(
-    "--fps-every",
-    type=click.FloatRange(min=0),
-    default=10.0,
-    show_default=True,
-    help="Seconds between FPS reports on stderr (camera; 0: off).",
-)
-@click.option(
-    "--self-test", is_flag=True, help="Check decoding and the models on the bundle's golden images, then exit."
-)
-@open_world_options
-@click.pass_context
-def run_cmd(
-    ctx,
-    bundle,
-    sources,
-    top_k,
-    threads,
-    fmt,
-    as_json,
-    camera,
-    max_frames,
-    fps_every,
-    self_test,
-    unknown,
-    unknown_threshold,
-    **watch,
-):
-    """Classify images (files, folders, globs, '-' = paths on stdin) or camera frames with BUNDLE.
-
-    With --camera, each classification takes a live camera's newest frame (older ones are
-    skipped and counted; a video file is read frame by frame), and a head swapped in by
-    update-head or rollback-head is used within 2 s.
-
-    With --self-test, checks instead that this device decodes the bundle's golden images and
-    runs its models as the workstation did (exit code 1 if not).
-
-    A bundle with open-world statistics reports calibrated scores and says `unknown` (JSON:
-    "label": null, "unknown": true) for images unlike its classes; drift of the unknown and
-    low-confidence rates is a `warning: drift:` line. --save-uncertain keeps the images to label.
-
-    Exit code 1 if any image could not be classified (each gets an `error:` line on stderr).
-    """
-    from edgetl.errors import ConfigError
-    from edgetl.runtime import cameras, headwatch, paths, runner
-    from edgetl.runtime.monitor import MonitorConfig, RunMonitor
-    from edgetl.runtime.predictor import open_predictor
-
-    if self_test:
-        ctx.exit(_self_test(bundle, fmt, as_json))
-    if camera is None and not sources:
-        raise ConfigError(
-            "give images, folders, globs or '-' (paths on stdin), or --camera N|picamera|/dev/videoN|FILE|URL"
-        )
-    if camera is not None and sources:
-        raise ConfigError("use either image SOURCEs or --camera, not both")
-    # made before the predictor opens, so that a head swapped in meanwhile is seen
-    options = {"unknown": unknown == "on", "unknown_threshold": unknown_threshold}
-    head_watch = headwatch.HeadWatch(bundle, fmt, threads, **options) if camera is not None else None
-    predictor = open_predictor(bundle, fmt, threads, **options)
-    monitor = RunMonitor(MonitorConfig(**given(**watch)), predictor, sys.stdout, sys.stderr, as_json)
-    if camera is not None:
-        source = cameras.open_camera(camera)
-        runner.run_camera(
-            predictor,
-            source,
-            sys.stdout,
-            sys.stderr,
-            top_k,
-            as_json,
-            max_frames,
-            fps_every,
-            head_watch=head_watch,
-            monitor=monitor,
-        )
-        return
-    summary = runner.run_paths(
-        predictor, paths.iter_paths(sources), sys.stdout, sys.stderr, top_k, as_json, monitor=monitor
-    )
-    if summary.failed:
-        click.echo(f"{summary.ok} classified, {summary.failed} failed", err=True)
-        ctx.exit(1)
-
-
-def _self_test(bundle: str, fmt: str | None, as_json: bool) -> int:
-    from edgetl.runtime.bundle import load_bundle
-    from edgetl.runtime.selftest import run_self_test
-
-    result = run_self_test(load_bundle(bundle), [fmt] if fmt else None)
-    echo_json(result.to_json()) if as_json else click.echo("\n".join(result.lines()))
-    return 0 if result.passed else 1
-
 
 RETRAIN = RetrainConfig(data="")  # its defaults, shown in --help
 
 
-@click.command("update-head", short_help="Retrain a bundle's head on the device.")
+@click.command("update-head", short_help="Retrain a bundle's head on the device, or add a class from a few images.")
 @click.argument("bundle", type=click.Path(file_okay=False))
-@click.option("--data", required=True, type=click.Path(), help="Folder of <class>/<images>.")
+@click.option("--data", type=click.Path(), default=None, help="Folder of <class>/<images> to retrain on.")
+@click.option(
+    "--add-class",
+    "add",
+    type=(str, click.Path(file_okay=False)),
+    default=None,
+    metavar="NAME DIR",
+    help="Add class NAME from the images in DIR (5 are enough) by weight imprinting, no training.",
+)
+@click.option(
+    "--imprint-budget",
+    type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
+    default=None,
+    help="Share of old-class images the new class may take (higher: found more often, old classes lose "
+    "more) [default: 0.005].",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help=with_default("Epochs.", RETRAIN.epochs))
 @click.option(
     "--holdout",
@@ -222,16 +66,36 @@ RETRAIN = RetrainConfig(data="")  # its defaults, shown in --help
 @THREADS
 @json_option("Print the result (accuracies, counts, head record) as JSON.")
 def update_head_cmd(
-    bundle, data, epochs, holdout, force, allow_new_classes, hidden, learning_rate, seed, base_format, threads, as_json
+    bundle,
+    data,
+    add,
+    imprint_budget,
+    epochs,
+    holdout,
+    force,
+    allow_new_classes,
+    hidden,
+    learning_rate,
+    seed,
+    base_format,
+    threads,
+    as_json,
 ):
-    """Retrain BUNDLE's head on the device (numpy) and swap it in if it is at least as accurate.
+    """Retrain BUNDLE's head on the device (numpy) and swap it in if it is at least as accurate;
+    or, with --add-class, add a class from a few images (weight imprinting) if the old classes keep
+    their accuracy on the device's cached images.
 
     Exit code 3 when the new head is less accurate on the held-out images (kept the current one).
     """
+    from edgetl.errors import ConfigError
+    from edgetl.runtime.add_class import AddClass, add_class
     from edgetl.runtime.retrain import update_head
 
+    if (data is None) == (add is None):
+        raise ConfigError("give --data DIR (retrain) or --add-class NAME DIR (add a class), one of the two")
+
     cfg = RetrainConfig(
-        data=data,
+        data=data or "",
         force=force,
         allow_new_classes=allow_new_classes,
         **given(
@@ -244,16 +108,35 @@ def update_head_cmd(
             base_format=base_format,
         ),
     )
-    result = update_head(bundle, cfg, err=sys.stderr)  # looked up now: the default was bound at import
+    if add is not None:
+        result = add_class(bundle, AddClass(add[0], add[1], **given(budget=imprint_budget)), cfg, err=sys.stderr)
+    else:
+        result = update_head(bundle, cfg, err=sys.stderr)  # looked up now: the default was bound at import
     if as_json:
         echo_json(dataclasses.asdict(result))
-        return
+    else:
+        _print_update(result, add[0] if add else None)
+
+
+def _print_update(result, added: str | None) -> None:
     click.echo(
         f"features: {result.new_images} new, {result.cached_images} cached, {result.failed_images} failed; "
         f"train {result.num_train}, holdout {result.num_holdout}"
     )
-    click.echo(f"held-out accuracy: current {result.current_accuracy:.1%}, new {result.new_accuracy:.1%}")
-    click.echo(f"swapped in device head {result.record['file']} ({', '.join(result.classes)})")
+    record = result.record
+    if added is not None:
+        old = (
+            f"{record['old_before']:.1%} -> {record['old_after']:.1%} on {record['old_images']} cached images"
+            if record["old_images"]
+            else "no cached images to check them on"
+        )
+        click.echo(
+            f"added {added}: leave-one-out accuracy {record['new_class_loo_accuracy']:.0%} of "
+            f"{record['shots']} images; old classes {old}"
+        )
+    else:
+        click.echo(f"held-out accuracy: current {result.current_accuracy:.1%}, new {result.new_accuracy:.1%}")
+    click.echo(f"swapped in device head {record['file']} ({', '.join(result.classes)})")
 
 
 @click.command("rollback-head", short_help="Go back to a bundle's previous head.")
@@ -288,4 +171,4 @@ def bench_cmd(bundle, data, threads, runs, formats, as_json):
     echo_json(results) if as_json else click.echo(bench.table(results))
 
 
-COMMANDS = [run_cmd, update_head_cmd, rollback_head_cmd, bench_cmd]
+COMMANDS = [update_head_cmd, rollback_head_cmd, bench_cmd]

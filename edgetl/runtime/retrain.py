@@ -28,6 +28,7 @@ from edgetl.runtime.bundle import load_bundle
 from edgetl.runtime.feature_store import FeatureStore
 from edgetl.runtime.folders import scan_class_folders
 from edgetl.runtime.head import NumpyHead, softmax
+from edgetl.runtime.openworld import OpenWorld, fit_openworld
 from edgetl.runtime.predictor import choose_base_format, default_threads
 
 FEATURES_DIR = Path("device") / "features"
@@ -179,6 +180,17 @@ def _features(bundle, base_fmt: str, head: NumpyHead, data: dict[str, list[Path]
     return cache, current, new, failed
 
 
+def refit_openworld(
+    head: NumpyHead, x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, hold_idx: np.ndarray, err: TextIO
+) -> OpenWorld | None:
+    """The new head's calibration and unknown statistics, from the images it did not train on."""
+    try:
+        return fit_openworld(head, x[train_idx], y[train_idx], x[hold_idx], y[hold_idx])
+    except ValueError as exc:  # too few held-out images, or a class without training images
+        print(f"note: the new head has no unknown detection ({exc})", file=err)
+        return None
+
+
 def update_head(bundle_dir, cfg: RetrainConfig, err: TextIO = sys.stderr) -> UpdateResult:
     """Train a new head on cfg.data; swap it in only if its held-out accuracy >= the current head's."""
     if not 0.0 < cfg.holdout < 1.0:
@@ -238,13 +250,9 @@ def _update_head(bundle, data: dict[str, list[Path]], cfg: RetrainConfig, err: T
             f"new head: {acc_new:.1%} held-out accuracy < current head ({active.description}): "
             f"{acc_current:.1%} on {len(hold_idx)} images; kept the current head (--force to swap anyway)"
         )
-    result.record = headstore.swap_in(
-        bundle,
-        new_head,
-        acc_new,
-        base_fmt,
-        {"previous_accuracy": acc_current, "num_train": len(train_idx), "num_holdout": len(hold_idx)},
-    )
+    world = refit_openworld(new_head, x, y, train_idx, hold_idx, err)
+    extra = {"previous_accuracy": acc_current, "num_train": len(train_idx), "num_holdout": len(hold_idx)}
+    result.record = headstore.swap_in(bundle, new_head, acc_new, base_fmt, extra, world)
     result.swapped = True
     headstore.prune(bundle)
     return result
