@@ -56,6 +56,7 @@ def file_predictor(path: str | Path, runtime: str | None = None, threads: int | 
 class Outputs:
     values: np.ndarray  # (N, ...) float32
     latency_ms: np.ndarray  # (N,) per-image wall time
+    vectors: np.ndarray | None = None  # a base model's pooled features (what the unknown detector reads)
 
 
 def run_images(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> Outputs:
@@ -115,8 +116,15 @@ def bundle_outputs(bundle: Bundle, fmt: str, images: np.ndarray, head: NumpyHead
     if entry.get("role") == "base":
         if head is None:
             raise DataError(f"bundle has base model '{fmt}' but no head.npz")
-        fused = lambda image: head.predict(predict(image)[None])[0]  # noqa: E731
-        return run_images(fused, images)
+        features: list[np.ndarray] = []
+
+        def fused(image):
+            features.append(head.pool(predict(image)[None])[0])
+            return head.predict(features[-1][None])[0]
+
+        out = run_images(fused, images)
+        out.vectors = np.stack(features) if features else None
+        return out
     return run_images(predict, images)
 
 

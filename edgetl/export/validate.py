@@ -21,7 +21,10 @@ from edgetl.export.measure import EvalSet, Outputs, bundle_outputs, keras_output
 from edgetl.runtime import atomic
 from edgetl.runtime import formats as model_formats
 from edgetl.runtime.bundle import MANIFEST, Bundle, load_bundle
+from edgetl.runtime.calibration import ece, reliability
 from edgetl.runtime.head import NumpyHead
+from edgetl.runtime.openworld import OpenWorld
+from edgetl.runtime.predictor import calibrate
 
 VALIDATION = "validation.json"
 MAX_DISAGREEMENTS = 20
@@ -62,6 +65,7 @@ def validate_bundle(
         raise DataError(f"format(s) {', '.join(unknown)} not in the bundle; it has {', '.join(bundle.models)}")
     bundle.verify_all()
     head = NumpyHead.load(bundle.path_of(bundle.manifest["head"])) if "head" in bundle.manifest else None
+    world = OpenWorld.load(bundle.path_of(bundle.manifest["openworld"])) if "openworld" in bundle.manifest else None
     outputs, reference = measure_all(bundle, names, evalset, keras_model, head, log)
     probs = {fmt: to_probabilities(out.values) for fmt, out in outputs.items()}
     ref_pred = probs[reference].argmax(axis=1)
@@ -79,6 +83,8 @@ def validate_bundle(
     for fmt, out in outputs.items():
         entry = metrics(probs[fmt], evalset.labels, ref_pred, evalset.classes, ref["accuracy"], ref_class)
         entry.update(format_record(bundle, fmt, entry["drop_pp"], out, head, gated(fmt) and fmt != reference, max_drop))
+        if world is not None:
+            entry.update(open_world_record(world, head, probs[fmt], out, evalset.labels))
         report["formats"][fmt] = entry
         bad = disagreements(evalset, ref_pred, probs[fmt].argmax(axis=1), reference, fmt)
         if fmt != reference and bad:
@@ -124,6 +130,23 @@ def format_record(bundle: Bundle, fmt: str, drop: float, out: Outputs, head, gat
     }
 
 
+def open_world_record(world: OpenWorld, head, probs: np.ndarray, out: Outputs, labels: np.ndarray) -> dict:
+    """Calibration before and after the bundle's temperature (ECE, reliability bins) and the share of
+    val images the runtime would call unknown with this model (base features: the detector; fused: top probability)."""
+    calibrated = np.stack([calibrate(p, world.temperature) for p in probs])
+    if out.vectors is not None and head is not None:
+        unknown = world.judge(head, out.vectors).unknown
+    else:
+        unknown = calibrated.max(axis=1) < world.msp_threshold
+    after = reliability(calibrated, labels)
+    return {
+        "ece": round(ece(probs, labels), 4),
+        "ece_calibrated": round(after.ece, 4),
+        "reliability": after.rows(),
+        "unknown_rate": round(float(np.mean(unknown)), 4),
+    }
+
+
 def disagreements(evalset: EvalSet, ref_pred: np.ndarray, pred: np.ndarray, reference: str, fmt: str) -> list[dict]:
     """The first MAX_DISAGREEMENTS images whose label differs from the reference's."""
     classes = evalset.classes
@@ -148,7 +171,7 @@ def write_report(bundle: Bundle, report: dict[str, Any]) -> None:
         "max_drop_pp": report["max_drop_pp"],
         "reference": report["reference"],
         "formats": {
-            f: {k: e[k] for k in ("accuracy", "drop_pp", "agreement", "gated", "passed")}
+            f: {k: e[k] for k in ("accuracy", "drop_pp", "agreement", "gated", "passed", "unknown_rate") if k in e}
             for f, e in report["formats"].items()
         },
     }

@@ -14,6 +14,7 @@ from typing import Any
 from edgetl.errors import ImageError
 from edgetl.report.document import Doc, affine, kv_table, num, pct, read_json, size
 from edgetl.report.figures import confusion_png, thumbnail_grid_png
+from edgetl.report.open_world_report import open_world_section
 from edgetl.runtime import formats as model_formats
 from edgetl.runtime.bundle import load_bundle
 from edgetl.runtime.image import load_rgb
@@ -200,6 +201,7 @@ def regression_grids(doc: Doc, root: Path, manifest: dict, validation: dict | No
 BUNDLE_SECTIONS: tuple[Callable[[Doc, Path, dict, Any], None], ...] = (
     bundle_summary,
     formats_table,
+    open_world_section,
     per_class_table,
     confusion_pairs,
     regression_grids,

@@ -142,3 +142,23 @@ def thumbnail_grid_png(items: Sequence[tuple[np.ndarray, str]], columns: int = 6
         ax.set_title(caption, fontsize=7)
     fig.tight_layout()
     return to_png(fig)
+
+
+def reliability_png(curves: Sequence[tuple[str, list[dict]]]) -> bytes:
+    """Reliability diagram: per confidence bin, accuracy against mean confidence (the diagonal is perfect)."""
+    fig = _figure(5, 4.4)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", lw=1, label="perfectly calibrated")
+    for name, rows in curves:
+        if rows:
+            ax.plot(
+                [r["confidence"] for r in rows], [r["accuracy"] for r in rows], marker="o", markersize=3, label=name
+            )
+    ax.set_xlabel("confidence (calibrated top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return to_png(fig)
