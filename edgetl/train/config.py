@@ -20,8 +20,9 @@ import yaml
 from edgetl.errors import ConfigError
 
 
-def _opt(help: str, choices: tuple | None = None, low: float | None = None, high: float | None = None):
-    return {"help": help, "choices": choices, "low": low, "high": high}
+def _f(default, help: str, choices: tuple | None = None, low: float | None = None, high: float | None = None):
+    """A config field: its default, its --help text, and the choices or range validate() enforces."""
+    return field(default=default, metadata={"help": help, "choices": choices, "low": low, "high": high})
 
 
 @dataclass(frozen=True)
@@ -33,87 +34,52 @@ class TrainConfig:
     """
 
     # data
-    data: str | None = field(default=None, metadata=_opt("Class-per-folder image tree (with train/ and val/ or flat)."))
-    val_split: float = field(
-        default=0.2, metadata=_opt("Fraction held out per class when --data is flat.", low=0.0, high=0.9)
-    )
+    data: str | None = _f(None, "Class-per-folder image tree (with train/ and val/ or flat).")
+    val_split: float = _f(0.2, "Fraction held out per class when --data is flat.", low=0.0, high=0.9)
     # base
-    base: str = field(default="mobilenet_v2", metadata=_opt("Pretrained base (see `edgetl layers`)."))
-    weights: str = field(default="imagenet", metadata=_opt("imagenet | none | path to a .h5 weights file."))
-    cut_layer: str | None = field(
-        default=None, metadata=_opt("Layer of the base whose output feeds the head (default: the base's last layer).")
-    )
-    input_size: int = field(default=160, metadata=_opt("Square input size in pixels.", low=32, high=1024))
+    base: str = _f("mobilenet_v2", "Pretrained base (see `edgetl layers`).")
+    weights: str = _f("imagenet", "imagenet | none | path to a .h5 weights file.")
+    cut_layer: str | None = _f(None, "Layer of the base whose output feeds the head (default: the base's last layer).")
+    input_size: int = _f(160, "Square input size in pixels.", low=32, high=1024)
     # head
-    pooling: str = field(
-        default="avg", metadata=_opt("How the base's feature map becomes a vector.", choices=("avg", "max", "flatten"))
-    )
-    dense_units: tuple[int, ...] = field(
-        default=(), metadata=_opt("Hidden Dense layers of the head, e.g. 1024 or 512,128.")
-    )
-    dense_activation: str = field(
-        default="relu", metadata=_opt("Activation of the hidden Dense layers.", choices=("relu", "tanh", "swish"))
-    )
-    dropout: float = field(default=0.2, metadata=_opt("Dropout before the output layer.", low=0.0, high=0.95))
+    pooling: str = _f("avg", "How the base's feature map becomes a vector.", choices=("avg", "max", "flatten"))
+    dense_units: tuple[int, ...] = _f((), "Hidden Dense layers of the head, e.g. 1024 or 512,128.")
+    dense_activation: str = _f("relu", "Activation of the hidden Dense layers.", choices=("relu", "tanh", "swish"))
+    dropout: float = _f(0.2, "Dropout before the output layer.", low=0.0, high=0.95)
     # augmentation (applied to images before the frozen base; each view is cached)
-    augment: bool = field(
-        default=False, metadata=_opt("Train the head on augmented views as well as the original images.")
-    )
-    augment_views: int = field(
-        default=2, metadata=_opt("Augmented views per training image (cached once).", low=0, high=64)
-    )
-    rotation: float = field(
-        default=0.0, metadata=_opt("Max rotation in degrees (Keras rotation_range).", low=0.0, high=180.0)
-    )
-    width_shift: float = field(
-        default=0.0, metadata=_opt("Max horizontal shift as a fraction of width.", low=0.0, high=1.0)
-    )
-    height_shift: float = field(
-        default=0.0, metadata=_opt("Max vertical shift as a fraction of height.", low=0.0, high=1.0)
-    )
-    shear: float = field(
-        default=0.0, metadata=_opt("Max shear angle in degrees (Keras shear_range).", low=0.0, high=45.0)
-    )
-    zoom: float = field(default=0.0, metadata=_opt("Zoom range: scale drawn from [1-zoom, 1+zoom].", low=0.0, high=0.9))
-    horizontal_flip: bool = field(default=False, metadata=_opt("Randomly mirror left-right."))
-    vertical_flip: bool = field(default=False, metadata=_opt("Randomly mirror top-bottom."))
-    fill_mode: str = field(
-        default="nearest",
-        metadata=_opt(
-            "How pixels moved in from outside are filled "
-            "(Keras ImageDataGenerator 'nearest' or RandomRotation 'reflect').",
-            choices=("nearest", "reflect"),
-        ),
+    augment: bool = _f(False, "Train the head on augmented views as well as the original images.")
+    augment_views: int = _f(2, "Augmented views per training image (cached once).", low=0, high=64)
+    rotation: float = _f(0.0, "Max rotation in degrees (Keras rotation_range).", low=0.0, high=180.0)
+    width_shift: float = _f(0.0, "Max horizontal shift as a fraction of width.", low=0.0, high=1.0)
+    height_shift: float = _f(0.0, "Max vertical shift as a fraction of height.", low=0.0, high=1.0)
+    shear: float = _f(0.0, "Max shear angle in degrees (Keras shear_range).", low=0.0, high=45.0)
+    zoom: float = _f(0.0, "Zoom range: scale drawn from [1-zoom, 1+zoom].", low=0.0, high=0.9)
+    horizontal_flip: bool = _f(False, "Randomly mirror left-right.")
+    vertical_flip: bool = _f(False, "Randomly mirror top-bottom.")
+    fill_mode: str = _f(
+        "nearest",
+        "How pixels moved in from outside are filled (Keras ImageDataGenerator 'nearest' or RandomRotation 'reflect').",
+        choices=("nearest", "reflect"),
     )
     # optimisation of the head
-    optimizer: str = field(default="adam", metadata=_opt("Optimizer of the head.", choices=("adam", "rmsprop", "sgd")))
-    learning_rate: float = field(default=1e-4, metadata=_opt("Learning rate of the head.", low=1e-8, high=1.0))
-    batch_size: int = field(default=32, metadata=_opt("Batch size.", low=1, high=4096))
-    epochs: int = field(default=10, metadata=_opt("Epochs of head training.", low=1, high=10000))
+    optimizer: str = _f("adam", "Optimizer of the head.", choices=("adam", "rmsprop", "sgd"))
+    learning_rate: float = _f(1e-4, "Learning rate of the head.", low=1e-8, high=1.0)
+    batch_size: int = _f(32, "Batch size.", low=1, high=4096)
+    epochs: int = _f(10, "Epochs of head training.", low=1, high=10000)
     # fine-tuning
-    fine_tune_layers: int = field(
-        default=0,
-        metadata=_opt("Unfreeze the top N layers of the base after the head converged (0: off).", low=0, high=100000),
+    fine_tune_layers: int = _f(
+        0, "Unfreeze the top N layers of the base after the head converged (0: off).", low=0, high=100000
     )
-    fine_tune_epochs: int = field(default=5, metadata=_opt("Epochs of end-to-end fine-tuning.", low=1, high=10000))
-    fine_tune_learning_rate: float = field(
-        default=1e-5, metadata=_opt("Learning rate for fine-tuning (keep it low).", low=1e-9, high=1.0)
-    )
-    qat: bool = field(
-        default=False,
-        metadata=_opt("Quantization-aware training of the head after training (tensorflow-model-optimization)."),
-    )
-    qat_epochs: int = field(default=2, metadata=_opt("Epochs of quantization-aware training.", low=1, high=1000))
+    fine_tune_epochs: int = _f(5, "Epochs of end-to-end fine-tuning.", low=1, high=10000)
+    fine_tune_learning_rate: float = _f(1e-5, "Learning rate for fine-tuning (keep it low).", low=1e-9, high=1.0)
+    qat: bool = _f(False, "Quantization-aware training of the head after training (tensorflow-model-optimization).")
+    qat_epochs: int = _f(2, "Epochs of quantization-aware training.", low=1, high=1000)
     # run
-    seed: int = field(
-        default=42, metadata=_opt("Seed for splitting, augmentation and initialisation.", low=0, high=2**31 - 1)
-    )
-    out: str = field(default="runs/latest", metadata=_opt("Run folder to write."))
-    cache_dir: str = field(default="~/.cache/edgetl", metadata=_opt("Where base features are cached between runs."))
-    strategy: str = field(
-        default="default", metadata=_opt("tf.distribute strategy.", choices=("default", "mirrored", "multi_worker"))
-    )
-    tensorboard: bool = field(default=False, metadata=_opt("Write TensorBoard logs into the run folder."))
+    seed: int = _f(42, "Seed for splitting, augmentation and initialisation.", low=0, high=2**31 - 1)
+    out: str = _f("runs/latest", "Run folder to write.")
+    cache_dir: str = _f("~/.cache/edgetl", "Where base features are cached between runs.")
+    strategy: str = _f("default", "tf.distribute strategy.", choices=("default", "mirrored", "multi_worker"))
+    tensorboard: bool = _f(False, "Write TensorBoard logs into the run folder.")
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
