@@ -87,7 +87,10 @@ def test_cli_train_writes_every_run_file(tmp_path):
     assert len(files) == 12 and bad not in [p for p, _ in files] and all(p.is_file() for p, _ in files)
     assert run.config().augment and run.config().rotation == 20
     rows = list(csv.DictReader((out / "history.csv").open()))
-    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4", "5", "6"] and rows[0]["phase"] == "head"
+    assert [r["epoch"] for r in rows] == [str(i + 1) for i in range(len(rows))] and rows[0]["phase"] == "head"
+    head = metrics["head"]  # 1 of 4 images per class held out: early stopping, then a refit on all 8
+    assert head["holdout_images"] == 2 and {r["phase"] for r in rows} == {"head", "refit"}
+    assert sum(r["phase"] == "refit" for r in rows) == head["refit_epochs"] == head["best_epoch"] <= 6
 
     # the saved fused model reproduces the reported validation accuracy from images
     from edgetl.runtime.image import load_rgb, preprocess
@@ -122,24 +125,29 @@ def test_seeded_runs_are_identical_and_resume_continues_exactly(tmp_path, tiny_c
     first = train(tiny_config(data, out=str(tmp_path / "a"), **settings), echo=lambda _: None)
     second = train(tiny_config(data, out=str(tmp_path / "b"), **settings), echo=lambda _: None)
     assert _strip(first) == _strip(second)
-    assert first["epochs_run"] == 4 and first["val_accuracy"] > 0.5
+    phases = [r["phase"] for r in csv.DictReader((tmp_path / "a" / "history.csv").open())]
+    assert phases[0] == "head" and "refit" in phases and phases[-1] == "fine_tune"  # 3 of 15 images held out
+    assert first["epochs_run"] == len(phases) and first["val_accuracy"] > 0.5
 
-    def stop_after_second_epoch(phase, epoch):
-        if epoch == 1:
-            raise Stop
+    # killed in each phase (early-stopping state, the holdout head's statistics, the phase's epochs),
+    # a rerun continues exactly where the uninterrupted run went
+    for kill_at in (1, phases.index("refit"), phases.index("fine_tune")):
+        config = tiny_config(data, out=str(tmp_path / f"c{kill_at}"), **settings)
 
-    config = tiny_config(data, out=str(tmp_path / "c"), **settings)
-    with pytest.raises(Stop):
-        train(config, epoch_hook=stop_after_second_epoch, echo=lambda _: None)
-    assert not (tmp_path / "c" / "run.json").exists()  # interrupted: the folder is not complete
-    epochs_seen = []
-    resumed = train(config, epoch_hook=lambda phase, epoch: epochs_seen.append((phase, epoch)), echo=lambda _: None)
-    assert resumed["resumed_from_epoch"] == 2 and epochs_seen == [("head", 2), ("fine_tune", 3)]
-    # tolerance: exact (each epoch reseeds itself and optimizer state is checkpointed)
-    assert _strip(resumed) == _strip(first)
-    rows = list(csv.DictReader((tmp_path / "c" / "history.csv").open()))
-    assert [r["phase"] for r in rows] == ["head", "head", "head", "fine_tune"]
+        def stop_there(phase, epoch, kill_at=kill_at):
+            if epoch == kill_at:
+                raise Stop
 
+        with pytest.raises(Stop):
+            train(config, epoch_hook=stop_there, echo=lambda _: None)
+        assert not (tmp_path / f"c{kill_at}" / "run.json").exists()  # interrupted: the folder is not complete
+        seen = []
+        resumed = train(
+            config, epoch_hook=lambda phase, epoch, seen=seen: seen.append((phase, epoch)), echo=lambda _: None
+        )
+        assert resumed["resumed_from_epoch"] == kill_at + 1
+        assert seen == [(phase, epoch) for epoch, phase in enumerate(phases)][kill_at + 1 :]
+        assert _strip(resumed) == _strip(first)  # tolerance: exact
     fresh = train(config, resume=False, echo=lambda _: None)
     assert fresh["resumed_from_epoch"] == 0 and _strip(fresh) == _strip(first)
 
@@ -150,7 +158,8 @@ def test_clear_errors_before_training(tmp_path):
     assert result.exit_code == 2 and "single class" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "missing"), "--weights", "none"])
     assert result.exit_code == 2 and "not found" in result.output
-    result = CliRunner().invoke(main, ["train", "--data", str(data), "--augment", "--weights", "none"])
+    args = ["train", "--data", str(data), "--augment", "--rotation", "0", "--no-horizontal-flip", "--weights", "none"]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and "every augmentation range is 0" in result.output
 
 
@@ -181,23 +190,35 @@ def test_mirrored_strategy_trains_and_resumes(tmp_path, tiny_config):
     with pytest.raises(Stop):
         train(config, epoch_hook=lambda phase, epoch: (_ for _ in ()).throw(Stop()), echo=lambda _: None)
     metrics = train(config, echo=lambda _: None)
-    assert metrics["resumed_from_epoch"] == 1 and metrics["epochs_run"] == 2
+    assert metrics["resumed_from_epoch"] == 1 and metrics["epochs_run"] == 2 + metrics["head"]["refit_epochs"]
     assert 0.0 <= metrics["val_accuracy"] <= 1.0
 
 
-def test_one_fit_head_phase_matches_one_fit_per_epoch(tmp_path):
+@pytest.mark.parametrize("min_steps, expected_rows", [(0, 45), (500, 400)])  # a partial last batch; repeats
+def test_one_fit_head_phase_matches_one_fit_per_epoch(tmp_path, min_steps, expected_rows):
     """run_head_phase (all epochs in one fit) must train exactly what run_phase (a fit per epoch) trains."""
     from edgetl.models.classifier import build_head
     from edgetl.train.config import build_config
-    from edgetl.train.epochs import Loop, compile_model, run_head_phase, run_phase
+    from edgetl.train.epochs import HeadData, Loop, compile_model, epoch_rows, run_head_phase, run_phase
 
     config = build_config(
-        {"base": "mobilenet_v2", "input_size": 32, "dropout": 0.3, "batch_size": 8, "learning_rate": 0.01, "seed": 5}
+        {
+            "base": "mobilenet_v2",
+            "input_size": 32,
+            "dropout": 0.3,
+            "batch_size": 8,
+            "learning_rate": 0.01,
+            "seed": 5,
+            "min_steps": min_steps,
+        }
     )
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(45, 16)).astype(np.float32)  # 45 rows: a partial last batch in every epoch
+    x = rng.normal(size=(45, 16)).astype(np.float32)
     y = rng.integers(0, 3, 45).astype(np.float32)
     validation = (rng.normal(size=(10, 16)).astype(np.float32), rng.integers(0, 3, 10).astype(np.float32))
+    weights = rng.uniform(0.5, 2.0, 45).astype(np.float32)  # per-row loss weights (class weights) in both
+    rows = epoch_rows(config, len(x))  # min_steps 500 over 10 epochs: 50 batches of 8 an epoch, rows repeated
+    assert rows == expected_rows
     results, initial = [], None
     for name, phase in (("one_fit", run_head_phase), ("per_epoch", None)):
         head = build_head((16,), 3, config)
@@ -207,9 +228,9 @@ def test_one_fit_head_phase_matches_one_fit_per_epoch(tmp_path):
         history: list[dict] = []
         loop = Loop(config, tmp_path / name, "d", history, None, lambda line: None)
         if phase is run_head_phase:
-            run_head_phase(head, optimizer, 1, 4, x, y, validation, loop, [])
+            run_head_phase("head", head, optimizer, 1, 4, HeadData(x, y, weights), validation, loop, [])
         else:
-            run_phase("head", head, optimizer, 1, 4, lambda e: (x, y), validation, loop, [])
+            run_phase("head", head, optimizer, 1, 4, lambda e: (x, y), validation, loop, [], None, weights, rows)
         results.append((head.get_weights(), history))
     (w_one, h_one), (w_each, h_each) = results
     assert [row["epoch"] for row in h_one] == [2, 3, 4]

@@ -27,12 +27,20 @@ def output_kind(num_classes: int) -> tuple[str, int]:
     return ("sigmoid", 1) if num_classes == 2 else ("softmax", num_classes)
 
 
-def build_head(feature_shape: tuple[int, ...], num_classes: int, config: TrainConfig):
+def build_head(
+    feature_shape: tuple[int, ...], num_classes: int, config: TrainConfig, standardize=None, l2: float = 0.0
+):
+    """pool -> Dense layers -> Dropout -> output. `standardize` = (mean, variance) per feature channel
+    puts a fixed Normalization layer first (training only: fold_standardization removes it); `l2`
+    penalises every Dense kernel."""
     from edgetl._tf import keras
 
     activation, units = output_kind(num_classes)
+    regularizer = keras.regularizers.L2(l2) if l2 else None
     inputs = keras.Input(shape=tuple(feature_shape), name="features")
     x = inputs
+    if standardize is not None:
+        x = keras.layers.Normalization(mean=standardize[0], variance=standardize[1], name="standardize")(x)
     if len(feature_shape) == 3:
         pool = {
             "avg": keras.layers.GlobalAveragePooling2D,
@@ -41,11 +49,31 @@ def build_head(feature_shape: tuple[int, ...], num_classes: int, config: TrainCo
         }[config.pooling]
         x = pool(name="pool")(x)
     for i, width in enumerate(config.dense_units):
-        x = keras.layers.Dense(width, activation=config.dense_activation, name=f"dense_{i}")(x)
+        x = keras.layers.Dense(
+            width, activation=config.dense_activation, kernel_regularizer=regularizer, name=f"dense_{i}"
+        )(x)
     if config.dropout > 0:
         x = keras.layers.Dropout(config.dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(units, activation=activation, name="predictions")(x)
+    outputs = keras.layers.Dense(units, activation=activation, kernel_regularizer=regularizer, name="predictions")(x)
     return keras.Model(inputs, outputs, name="head")
+
+
+def fold_standardization(model, standardize) -> list[np.ndarray]:
+    """The weights of the same head without its standardization layer: (x - m) / s folded into the first
+    Dense (W / s, b - (m / s) @ W). Standardizing per channel commutes with every pooling, so a flattened
+    map repeats the channel's m and s at each position."""
+    from edgetl._tf import keras
+
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    weights = [w for layer in dense for w in layer.get_weights()]
+    if standardize is None:
+        return weights
+    w, b = weights[0], weights[1]
+    mean, sd = np.asarray(standardize[0], np.float64), np.sqrt(np.asarray(standardize[1], np.float64))
+    repeat = w.shape[0] // len(mean)
+    mean, sd = np.tile(mean, repeat), np.tile(sd, repeat)
+    folded_w = w / sd[:, None]
+    return [folded_w.astype(np.float32), (b - mean @ folded_w).astype(np.float32), *weights[2:]]
 
 
 def build_classifier(config: TrainConfig, num_classes: int, weights: str | None = "config"):

@@ -28,7 +28,7 @@ from edgetl.errors import BundleError
 from edgetl.runtime import atomic
 from edgetl.runtime.calibration import calibrated_probabilities, fit_temperature
 from edgetl.runtime.head import NumpyHead
-from edgetl.runtime.unknown import DEFAULT_ACCEPT, DEFAULT_RANK, UnknownDetector, fit_unknown
+from edgetl.runtime.unknown import DEFAULT_ACCEPT, DEFAULT_RANK, UnknownDetector, fit_unknown, head_id
 
 LOW_CONFIDENCE_QUANTILE = 0.2
 
@@ -55,6 +55,10 @@ class OpenWorld:
 
     def fits(self, head: NumpyHead) -> bool:
         return self.detector.fits(head)
+
+    def rebind(self, head: NumpyHead) -> OpenWorld:
+        """The same statistics for `head`: a head retrained on the same data in the same way (a refit)."""
+        return replace(self, detector=replace(self.detector, head_sha256=head_id(head), classes=list(head.classes)))
 
     def judge(self, head: NumpyHead, features: np.ndarray) -> Judgement:
         """Feature maps or pooled vectors of N images -> calibrated probabilities and open-world flags."""

@@ -15,7 +15,7 @@ import hashlib
 import io
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +39,17 @@ class State:
     history: list[dict]
     weights: list[np.ndarray]
     optimizer: list[np.ndarray]
+    stop: dict = field(default_factory=dict)  # early stopping: best loss, best epoch, epochs without improvement
+    best: list[np.ndarray] = field(default_factory=list)  # the best epoch's weights so far
 
 
 def save_state(folder: Path, digest: str, state: State) -> Path:
     arrays = {f"w{i}": w for i, w in enumerate(state.weights)}
     arrays.update({f"o{i}": o for i, o in enumerate(state.optimizer)})
+    arrays.update({f"b{i}": b for i, b in enumerate(state.best)})
     meta = {
+        "stop": state.stop,
+        "n_best": len(state.best),
         "digest": digest,
         "phase": state.phase,
         "epoch": state.epoch,
@@ -69,10 +74,13 @@ def load_state(folder: Path, digest: str) -> State | None:
                 return None
             weights = [data[f"w{i}"] for i in range(meta["n_weights"])]
             optimizer = [data[f"o{i}"] for i in range(meta["n_optimizer"])]
+            best = [data[f"b{i}"] for i in range(meta.get("n_best", 0))]
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # zip CRCs catch bit rot
         print(f"warning: ignoring unreadable checkpoint {path} ({type(exc).__name__}); starting fresh")
         return None
-    return State(meta["phase"], int(meta["epoch"]), list(meta["history"]), weights, optimizer)
+    return State(
+        meta["phase"], int(meta["epoch"]), list(meta["history"]), weights, optimizer, meta.get("stop", {}), best
+    )
 
 
 def optimizer_values(optimizer) -> list[np.ndarray]:

@@ -47,25 +47,49 @@ class TrainConfig:
     dense_activation: str = _f("relu", "Activation of the hidden Dense layers.", choices=("relu", "tanh", "swish"))
     dropout: float = _f(0.2, "Dropout before the output layer.", low=0.0, high=0.95)
     # augmentation (applied to images before the frozen base; each view is cached)
-    augment: bool = _f(False, "Train the head on augmented views as well as the original images.")
-    augment_views: int = _f(2, "Augmented views per training image (cached once).", low=0, high=64)
-    rotation: float = _f(0.0, "Max rotation in degrees (Keras rotation_range).", low=0.0, high=180.0)
+    augment: bool = _f(True, "Train the head on augmented views as well as the original images.")
+    augment_views: int = _f(1, "Augmented views per training image (cached once).", low=0, high=64)
+    rotation: float = _f(72.0, "Max rotation in degrees (Keras rotation_range).", low=0.0, high=180.0)
     width_shift: float = _f(0.0, "Max horizontal shift as a fraction of width.", low=0.0, high=1.0)
     height_shift: float = _f(0.0, "Max vertical shift as a fraction of height.", low=0.0, high=1.0)
     shear: float = _f(0.0, "Max shear angle in degrees (Keras shear_range).", low=0.0, high=45.0)
     zoom: float = _f(0.0, "Zoom range: scale drawn from [1-zoom, 1+zoom].", low=0.0, high=0.9)
-    horizontal_flip: bool = _f(False, "Randomly mirror left-right.")
+    horizontal_flip: bool = _f(True, "Randomly mirror left-right.")
     vertical_flip: bool = _f(False, "Randomly mirror top-bottom.")
     fill_mode: str = _f(
-        "nearest",
+        "reflect",
         "How pixels moved in from outside are filled (Keras ImageDataGenerator 'nearest' or RandomRotation 'reflect').",
         choices=("nearest", "reflect"),
     )
     # optimisation of the head
     optimizer: str = _f("adam", "Optimizer of the head.", choices=("adam", "rmsprop", "sgd"))
-    learning_rate: float = _f(1e-4, "Learning rate of the head.", low=1e-8, high=1.0)
+    learning_rate: float = _f(1e-3, "Learning rate of the head (the peak, with a schedule).", low=1e-8, high=1.0)
+    lr_schedule: str = _f("cosine", "Learning-rate schedule of the head.", choices=("constant", "cosine"))
     batch_size: int = _f(32, "Batch size.", low=1, high=4096)
-    epochs: int = _f(10, "Epochs of head training.", low=1, high=10000)
+    epochs: int = _f(10, "Epochs of head training (the most, with early stopping).", low=1, high=10000)
+    min_steps: int = _f(
+        500, "At least this many optimizer steps (small data sets get longer epochs).", low=0, high=10**7
+    )
+    label_smoothing: float = _f(0.1, "Label smoothing of the head's loss.", low=0.0, high=0.5)
+    l2_c: float = _f(
+        0.003, "Inverse L2 strength, as scikit-learn's C: the loss gains |W|^2 / (2 C N); 0: no L2.", low=0.0, high=1e6
+    )
+    standardize: bool = _f(True, "Standardize features for the head (folded into its first Dense layer at the end).")
+    class_weight: str = _f(
+        "auto",
+        "Loss weights per class; auto: balanced when classes are imbalanced.",
+        choices=("auto", "balanced", "none"),
+    )
+    holdout: float = _f(
+        0.1, "Share of training images held out for early stopping and calibration (0: none).", low=0.0, high=0.5
+    )
+    patience: int = _f(
+        3, "Epochs without a better held-out loss before stopping (0: never stop early).", low=0, high=1000
+    )
+    refit: bool = _f(True, "After early stopping, train again on every training image for the best number of epochs.")
+    search: bool = _f(False, "Search the head's hyperparameters (k-fold CV on the train split) before training.")
+    search_budget: float = _f(60.0, "Seconds the search may take.", low=1.0, high=10**6)
+    search_folds: int = _f(3, "Folds of the search's cross-validation.", low=2, high=20)
     # fine-tuning
     fine_tune_layers: int = _f(
         0, "Unfreeze the top N layers of the base after the head converged (0: off).", low=0, high=100000

@@ -155,14 +155,15 @@ def shared_features(cache, strategy, workers: Workers, jobs: list[tuple[list, di
     ]
 
 
-def batches(x: np.ndarray, y: np.ndarray, batch_size: int):
-    """In-memory (already shuffled) arrays -> batched dataset sharded by DATA: each global batch of
-    batch_size is split across the workers (files cannot be sharded: there are none)."""
+def batches(x: np.ndarray, y: np.ndarray, batch_size: int, weights: np.ndarray | None = None):
+    """In-memory (already shuffled) arrays (+ per-row loss weights) -> batched dataset sharded by DATA:
+    each global batch of batch_size is split across the workers (files cannot be sharded: there are none)."""
     from edgetl._tf import tf
 
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).with_options(options)
+    rows = (x, y) if weights is None else (x, y, weights)
+    return tf.data.Dataset.from_tensor_slices(rows).batch(batch_size).with_options(options)
 
 
 def share_state(strategy, workers: Workers, state, model, optimizer):

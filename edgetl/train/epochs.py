@@ -1,14 +1,17 @@
-"""The training loop: epochs that reseed themselves, checkpoint, and can resume exactly.
+"""The training loop: epochs that reseed themselves, checkpoint, stop early, and can resume exactly.
 
 Every epoch reseeds TF/NumPy and the dropout generators from (seed, epoch) and shuffles with
-its own generator, so a run resumed from RUN/checkpoints/state.npz after a kill -9
-continues exactly as if it had never stopped (see edgetl.train.checkpoint). The head on
-cached features runs all its epochs in one model.fit (run_head_phase); fine-tuning, whose
-data is images, runs one model.fit per epoch (run_phase).
+its own generator, so a run resumed from RUN/checkpoints/state.npz after a kill -9 continues
+exactly as if it had never stopped (see edgetl.train.checkpoint). The head on cached features
+runs all its epochs in one model.fit (run_head_phase); fine-tuning, whose data is images, runs
+one model.fit per epoch (run_phase). An epoch of the head is `rows` rows: its training rows in
+a seeded order, repeated when `min_steps` asks for more steps than a small data set has.
+EarlyStop watches a held-out slice of the training images (never the val split).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,22 +23,44 @@ from edgetl.models.classifier import output_kind
 from edgetl.testhooks import slow_step
 from edgetl.train import checkpoint, distribute
 from edgetl.train.config import TrainConfig
+from edgetl.train.early_stop import EarlyStop
 
 EpochHook = Callable[[str, int], None]
-HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "holdout_loss")
 
 
-def make_optimizer(name: str, learning_rate: float):
+def make_optimizer(name: str, learning_rate):
     from edgetl._tf import keras
 
     optimizers = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
     return optimizers[name](learning_rate=learning_rate)
 
 
-def compile_model(model, config: TrainConfig, num_classes: int, learning_rate: float, steps_per_execution: int = 1):
-    """steps_per_execution > 1 runs that many batches per tf.function call: same updates, less Python overhead."""
+def schedule(config: TrainConfig, total_steps: int):
+    """The head's learning rate: constant, or cosine decay from config.learning_rate to 0 over the run."""
+    from edgetl._tf import keras
+
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=max(1, total_steps), alpha=0.0)
+    return config.learning_rate
+
+
+def compile_model(
+    model, config: TrainConfig, num_classes: int, learning_rate, steps_per_execution: int = 1, smoothing: float = 0.0
+):
+    """Sparse labels without smoothing (fine-tuning); one-hot targets with `smoothing` > 0 (the head).
+
+    steps_per_execution > 1 runs that many batches per tf.function call: same updates, less Python overhead.
+    """
+    from edgetl._tf import keras
+
     kind, _ = output_kind(num_classes)
-    loss = "binary_crossentropy" if kind == "sigmoid" else "sparse_categorical_crossentropy"
+    if kind == "sigmoid":
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=smoothing)
+    elif smoothing:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
     optimizer = make_optimizer(config.optimizer, learning_rate)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], steps_per_execution=steps_per_execution)
     return optimizer
@@ -70,23 +95,33 @@ def seed_epoch(model, config: TrainConfig, epoch: int) -> bool:
     return reseed_dropout(model, epoch_seed)
 
 
-def epoch_order(config: TrainConfig, epoch: int, n: int) -> np.ndarray:
-    return np.random.default_rng([config.seed, epoch]).permutation(n)
+def epoch_rows(config: TrainConfig, n: int) -> int:
+    """Rows an epoch goes through: the data set, or more when config.min_steps needs more batches."""
+    wanted = math.ceil(config.min_steps / max(1, config.epochs))
+    if n == 0 or wanted <= math.ceil(n / config.batch_size):
+        return n
+    return min(wanted * config.batch_size, n * 1000)
 
 
-def fit_epoch(model, x, y, epoch: int, config: TrainConfig, validation, callbacks) -> dict:
+def epoch_order(config: TrainConfig, epoch: int, n: int, rows: int | None = None) -> np.ndarray:
+    """`rows` indices into n rows for this epoch: seeded permutations back to back, cut to length."""
+    rows = n if rows is None else rows
+    if n == 0:
+        return np.zeros(0, np.int64)
+    orders = [np.random.default_rng([config.seed, epoch, r]).permutation(n) for r in range(1, -(-rows // n))]
+    return np.concatenate([np.random.default_rng([config.seed, epoch]).permutation(n), *orders])[:rows]
+
+
+def fit_epoch(model, x, y, epoch: int, config: TrainConfig, validation, callbacks, weights=None, rows=None) -> dict:
     """One epoch whose randomness (dropout, order) depends only on (seed, epoch)."""
     if not seed_epoch(model, config, epoch):
         model.make_train_function(force=True)  # retrace: new op seeds (0.35 s per epoch)
     if isinstance(x, np.ndarray):
-        order = epoch_order(config, epoch, len(x))
-        x, y = x[order], y[order]
+        order = epoch_order(config, epoch, len(x), rows)
+        x, y, weights = x[order], y[order], None if weights is None else weights[order]
         if config.strategy == "multi_worker":  # explicit DATA sharding of each global batch
-            x, y, validation = (
-                distribute.batches(x, y, config.batch_size),
-                None,
-                distribute.batches(*validation, config.batch_size),
-            )
+            x, y = distribute.batches(x, y, config.batch_size, weights), None
+            validation, weights = distribute.batches(*validation, config.batch_size), None
     batch_size = config.batch_size if isinstance(x, np.ndarray) else None
     h = model.fit(
         x,
@@ -98,6 +133,7 @@ def fit_epoch(model, x, y, epoch: int, config: TrainConfig, validation, callback
         validation_data=validation,
         verbose=0,
         callbacks=callbacks,
+        sample_weight=weights,
     )
     return {k: float(v[-1]) for k, v in h.history.items()}
 
@@ -125,56 +161,101 @@ class Loop:
         history = list(state.history) if state else []
         return cls(config, out, digest, history, epoch_hook, echo, strategy, workers, state)
 
-    def end_epoch(self, phase: str, model, optimizer, epoch: int, logs: dict) -> None:
-        """History row, progress line, checkpoint, then the hook (tests stop here)."""
-        self.history.append(
-            {
-                "epoch": epoch + 1,
-                "phase": phase,
-                **{k: logs.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
-            }
-        )
+    def end_epoch(self, phase: str, model, optimizer, epoch: int, logs: dict, stop: EarlyStop | None = None) -> bool:
+        """Early stopping's verdict, history row, progress line, checkpoint, then the hook (tests stop here).
+
+        -> True when the phase should stop now.
+        """
+        done = False
+        if stop is not None:
+            logs["holdout_loss"], done = stop.update(model, epoch)
+        self.history.append({"epoch": epoch + 1, "phase": phase, **{k: logs.get(k) for k in HISTORY_KEYS}})
+        held = f" holdout_loss {logs['holdout_loss']:.4f}" if "holdout_loss" in logs else ""
         self.echo(
             f"epoch {epoch + 1} [{phase}] loss {logs['loss']:.4f} acc {logs['accuracy']:.4f} "
-            f"val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}"
+            f"val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}{held}"
         )
-        state = checkpoint.State(
-            phase, epoch, self.history, model.get_weights(), checkpoint.optimizer_values(optimizer)
-        )
+        weights, slots = model.get_weights(), checkpoint.optimizer_values(optimizer)
+        extra = (stop.state(), stop.best_weights) if stop is not None else ({}, [])
+        state = checkpoint.State(phase, epoch, self.history, weights, slots, *extra)
         checkpoint.save_state(self.out / "checkpoints", self.digest, state)
         slow_step()
         if self.epoch_hook is not None:
             self.epoch_hook(phase, epoch)
+        return done
 
 
 def run_phase(
-    phase: str, model, optimizer, first: int, last: int, data_for_epoch, validation, loop: Loop, callbacks
+    phase: str,
+    model,
+    optimizer,
+    first: int,
+    last: int,
+    data_for_epoch,
+    validation,
+    loop: Loop,
+    callbacks,
+    stop: EarlyStop | None = None,
+    weights=None,
+    rows=None,
 ) -> None:
     """Epochs [first, last) of a phase, one model.fit per epoch; a checkpoint after each one."""
     for epoch in range(first, last):
         x, y = data_for_epoch(epoch)
-        logs = fit_epoch(model, x, y, epoch, loop.config, validation, callbacks)
-        loop.end_epoch(phase, model, optimizer, epoch, logs)
+        logs = fit_epoch(model, x, y, epoch, loop.config, validation, callbacks, weights, rows)
+        if loop.end_epoch(phase, model, optimizer, epoch, logs, stop):
+            break
+
+
+@dataclass(frozen=True)
+class HeadData:
+    """What the head trains on: feature rows, targets, per-row loss weights (None: equal)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    weights: np.ndarray | None = None
 
 
 def run_head_phase(
-    model, optimizer, first: int, last: int, x: np.ndarray, y: np.ndarray, validation, loop: Loop, callbacks
+    phase: str,
+    model,
+    optimizer,
+    first: int,
+    last: int,
+    data: HeadData,
+    validation,
+    loop: Loop,
+    callbacks,
+    stop: EarlyStop | None = None,
 ) -> None:
     """The head on cached features: every epoch in ONE model.fit, same batches and seeds as run_phase.
 
     A fit call per epoch costs ~0.3 s of setup (data adapters, iterators) for a head whose epoch
     computes in milliseconds. Here one dataset yields the epochs' batches back to back (each
-    epoch's own permutation, a partial last batch), and a callback reseeds and checkpoints at
-    the epoch boundaries, so results and resume stay identical to run_phase. multi_worker, or
-    dropout that cannot be reseeded inside fit, falls back to run_phase.
+    epoch's own order, a partial last batch), and a callback reseeds, checks early stopping and
+    checkpoints at the epoch boundaries, so results and resume stay identical to run_phase.
+    multi_worker, or dropout that cannot be reseeded inside fit, falls back to run_phase.
     """
     from edgetl._tf import keras
 
-    config = loop.config
+    config, rows = loop.config, epoch_rows(loop.config, len(data.x))
     if first >= last:
         return
     if config.strategy == "multi_worker" or not seed_epoch(model, config, first):
-        run_phase("head", model, optimizer, first, last, lambda e: (x, y), validation, loop, callbacks)
+        run_phase(
+            phase,
+            model,
+            optimizer,
+            first,
+            last,
+            lambda e: (data.x, data.y),
+            validation,
+            loop,
+            callbacks,
+            stop,
+            data.weights,
+            rows,
+        )
         return
 
     class EpochBoundary(keras.callbacks.Callback):
@@ -182,13 +263,14 @@ def run_head_phase(
             seed_epoch(model, config, epoch)
 
         def on_epoch_end(self, epoch, logs=None):
-            loop.end_epoch("head", model, optimizer, epoch, {k: float(v) for k, v in (logs or {}).items()})
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            model.stop_training = loop.end_epoch(phase, model, optimizer, epoch, logs, stop)
 
     model.fit(
-        epoch_batches(x, y, config, first, last),
+        epoch_batches(data, config, first, last, rows),
         epochs=last,
         initial_epoch=first,
-        steps_per_epoch=-(-len(x) // config.batch_size),
+        steps_per_epoch=-(-rows // config.batch_size),
         validation_data=validation,
         validation_batch_size=config.batch_size,
         verbose=0,
@@ -196,17 +278,19 @@ def run_head_phase(
     )
 
 
-def epoch_batches(x: np.ndarray, y: np.ndarray, config: TrainConfig, first: int, last: int):
+def epoch_batches(data: HeadData, config: TrainConfig, first: int, last: int, rows: int):
     """A tf.data pipeline of the batches of epochs [first, last), each epoch in its own seeded order."""
     from edgetl._tf import tf
 
-    features, labels = tf.constant(x), tf.constant(y)
-    orders = tf.data.Dataset.from_generator(  # one epoch's permutation at a time, not epochs x rows at once
-        lambda: (epoch_order(config, e, len(x)) for e in range(first, last)),
-        output_signature=tf.TensorSpec((len(x),), tf.int64),
+    n = len(data.x)
+    features, labels = tf.constant(data.x), tf.constant(data.y)
+    weights = tf.constant(data.weights if data.weights is not None else np.ones(n, np.float32))
+    orders = tf.data.Dataset.from_generator(  # one epoch's order at a time, not epochs x rows at once
+        lambda: (epoch_order(config, e, n, rows) for e in range(first, last)),
+        output_signature=tf.TensorSpec((rows,), tf.int64),
     )
     return (
         orders.flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(config.batch_size))
-        .map(lambda rows: (tf.gather(features, rows), tf.gather(labels, rows)))
+        .map(lambda r: (tf.gather(features, r), tf.gather(labels, r), tf.gather(weights, r)))
         .prefetch(2)
     )

@@ -114,8 +114,9 @@ def fine_tune(loop: Loop, dataset: Dataset, fused, base, params: AugmentParams, 
         images = image_sequence(train_pixels, feats.y_train, keys, batch, scale, offset, augmented, config.seed, epoch)
         return images, None
 
-    first = state.epoch + 1 if state and state.phase == "fine_tune" else config.epochs
-    last = config.epochs + config.fine_tune_epochs
+    offset = sum(1 for r in loop.history if r["phase"] != "fine_tune")  # the head's epochs, numbered on
+    first = state.epoch + 1 if state and state.phase == "fine_tune" else offset
+    last = offset + config.fine_tune_epochs
     callbacks = tensorboard_logs.callbacks(config, loop.out, "fine_tune")
     run_phase("fine_tune", fused, optimizer, first, last, epoch_data, val_seq, loop, callbacks)
     probs = fused.predict(val_seq, verbose=0)

@@ -1,50 +1,207 @@
-"""The head on cached base features: trained, copied into the fused model, and scored on the val split."""
+"""The head on cached base features: trained, copied into the fused model, and scored on the val split.
+
+    training images --stratified holdout (config.holdout)--> fit images (all views) | held-out images (clean)
+    phase "head":  standardized features (fixed mean/sd), label smoothing, class weights, cosine decay,
+                   at least config.min_steps steps; the held-out loss after each epoch stops it early
+                   (config.patience) and the best epoch's weights are kept
+    open world:    temperature and unknown statistics from the held-out images (edgetl.runtime.openworld)
+    phase "refit": with config.refit, a fresh head on every training image for the best number of epochs;
+                   the open-world statistics are carried over to it (fitted on the holdout head, whose
+                   held-out logits the refit head no longer has)
+    fold:          the standardization goes into the first Dense layer, so the head the fused model and
+                   the device run is the plain Dense head (NumpyHead: one layer, imprintable)
+
+The val split is never used to choose anything: it is only measured (history's val_* columns).
+What a resumed run needs from a finished phase (best epoch, open-world statistics) is kept in
+RUN/checkpoints beside the state.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgetl.models.classifier import build_head
+from edgetl.models.classifier import build_head, fold_standardization, head_to_numpy, output_kind
+from edgetl.runtime import atomic
+from edgetl.runtime.openworld import OpenWorld, fit_openworld
+from edgetl.runtime.retrain import stratified_split
 from edgetl.train import checkpoint, distribute, tensorboard_logs
 from edgetl.train.config import TrainConfig
-from edgetl.train.epochs import Loop, compile_model, run_head_phase
+from edgetl.train.early_stop import EarlyStop
+from edgetl.train.epochs import HeadData, Loop, compile_model, epoch_rows, run_head_phase, schedule
 
 if TYPE_CHECKING:
     from edgetl.train.trainer import Features
 
+IMBALANCED = 1.5  # largest class / smallest class: class_weight auto turns balanced (as data_health flags it)
+PHASES = ("head", "refit", "fine_tune")
 
-def fit_head(loop: Loop, feats: Features, num_classes: int, head):
-    """Train the head on cached features (resuming from loop.state), copy it into the fused model's head.
 
-    -> the trained feature head (a Keras model on feature inputs).
+def targets(y: np.ndarray, num_classes: int) -> np.ndarray:
+    """Labels -> what the head's loss takes: P(class 1) for a sigmoid head, one-hot for softmax."""
+    if output_kind(num_classes)[0] == "sigmoid":
+        return y.astype(np.float32).reshape(-1, 1)
+    return np.eye(num_classes, dtype=np.float32)[y.astype(int)]
+
+
+def class_weights(y: np.ndarray, num_classes: int, mode: str) -> np.ndarray | None:
+    """Per-class loss weights (balanced: mean 1 over the rows), or None for equal weights."""
+    counts = np.bincount(y.astype(int), minlength=num_classes).astype(np.float64)
+    if mode == "none" or (mode == "auto" and counts.max() < IMBALANCED * max(1.0, counts.min())):
+        return None
+    return (len(y) / (num_classes * np.maximum(counts, 1))).astype(np.float32)
+
+
+def head_data(x: np.ndarray, y: np.ndarray, num_classes: int, mode: str) -> HeadData:
+    weights = class_weights(y, num_classes, mode)
+    return HeadData(x, targets(y, num_classes), None if weights is None else weights[y.astype(int)])
+
+
+def standardization(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, variance) of the feature rows (pooled vectors, or maps: per channel after pooling)."""
+    rows = x.reshape(-1, x.shape[-1]).astype(np.float64)
+    return rows.mean(axis=0).astype(np.float32), np.maximum(rows.var(axis=0), 1e-12).astype(np.float32)
+
+
+def fit_head(loop: Loop, feats: Features, classes: list[str], head) -> tuple:
+    """Train the head (resuming from loop.state), copy it, standardization folded, into the fused model's head.
+
+    -> (the trained feature head or None when a resumed run is past it, its open-world statistics or
+    None, a report for metrics.json).
     """
+    config, n = loop.config, len(classes)
+    phase = loop.state.phase if loop.state else "head"
+    if phase == "fine_tune":  # the fused model's checkpoint holds the head; the rest was kept on disk
+        return None, _load_world(loop), _load_report(loop)
+    hold = np.zeros(0, np.int64)
+    fit = np.arange(len(feats.y_train))
+    if config.holdout > 0:
+        fit, hold = stratified_split(feats.y_train.astype(int), config.holdout, config.seed)
+    views = feats.views + 1
+    rows = (fit[:, None] * views + np.arange(views)).ravel()
+    data = head_data(feats.x_train[rows], feats.y_train[fit].repeat(views), n, config.class_weight)
+    stats = standardization(data.x) if config.standardize else None
+    if phase == "head":
+        stop = EarlyStop(feats.x_clean[hold], targets(feats.y_train[hold], n), config.patience) if len(hold) else None
+        model = train_phase(loop, "head", feats, n, data, stats, config.epochs, stop)
+        report = {
+            "holdout_images": int(len(hold)),
+            "class_weights": _weights_of(data, feats, fit, views),
+            "epochs_run": sum(1 for r in loop.history if r["phase"] == "head"),
+        }
+        if stop is not None and config.patience and stop.best_weights:
+            model.set_weights(stop.best_weights)
+            report["best_epoch"] = stop.best_epoch + 1 - _offset(loop, "head")
+        world = _fit_world(model, stats, feats, fit, hold, classes, config) if len(hold) else None
+        _save(loop, world, report)
+    else:
+        model, world, report = None, _load_world(loop), _load_report(loop)
+    if config.refit and len(hold):
+        epochs = report.get("best_epoch", config.epochs)
+        full = head_data(feats.x_train, feats.y_train.repeat(views), n, config.class_weight)
+        stats = standardization(full.x) if config.standardize else None
+        model = train_phase(loop, "refit", feats, n, full, stats, epochs, None)
+        report["refit_epochs"] = epochs
+        _save(loop, None, report)
+    head.set_weights(fold_standardization(model, stats))
+    if world is not None:
+        world = world.rebind(head_to_numpy(head, classes, config.pooling, config.dense_activation))
+    return model, world, report
+
+
+def train_phase(
+    loop: Loop,
+    phase: str,
+    feats: Features,
+    num_classes: int,
+    data: HeadData,
+    stats,
+    epochs: int,
+    stop: EarlyStop | None,
+):
+    """One phase of head training, continued from the checkpoint when it was written in this phase."""
     config, state = loop.config, loop.state
+    steps = -(-epoch_rows(config, len(data.x)) // config.batch_size)
+    images = len(data.x) // (feats.views + 1)
+    l2 = 1.0 / (2.0 * config.l2_c * images) if config.l2_c else 0.0  # scikit-learn's C: size-free
     with loop.strategy.scope():
-        feature_head = build_head(feats.shape, num_classes, config)
-        optimizer = compile_model(feature_head, config, num_classes, config.learning_rate, steps_per_execution=32)
-        state = distribute.share_state(loop.strategy, loop.workers, state, feature_head, optimizer)
-        if state and state.phase == "head":
-            checkpoint.restore(feature_head, optimizer, state)
-    loop.state = state
-    first = state.epoch + 1 if state else 0
-    if not state or state.phase == "head":
-        validation = (feats.x_val, feats.y_val)
-        callbacks = tensorboard_logs.callbacks(config, loop.out, "head")
-        run_head_phase(
-            feature_head, optimizer, first, config.epochs, feats.x_train, feats.y_views, validation, loop, callbacks
-        )
-        head.set_weights(feature_head.get_weights())
-    return feature_head
+        model = build_head(feats.shape, num_classes, config, stats, l2)
+        smoothing = config.label_smoothing or 1e-12  # one-hot targets either way
+        optimizer = compile_model(model, config, num_classes, schedule(config, steps * epochs), 32, smoothing)
+        state = distribute.share_state(loop.strategy, loop.workers, state, model, optimizer)
+        if state and state.phase == phase:
+            checkpoint.restore(model, optimizer, state)
+            if stop is not None:
+                stop.restore(state)
+    offset = _offset(loop, phase)
+    first = state.epoch + 1 if state and state.phase == phase else offset
+    validation = (feats.x_val, targets(feats.y_val, num_classes))
+    callbacks = tensorboard_logs.callbacks(config, loop.out, phase)
+    run_head_phase(phase, model, optimizer, first, offset + epochs, data, validation, loop, callbacks, stop)
+    return model
 
 
 def score_head(config: TrainConfig, feature_head, feats: Features, num_classes: int) -> tuple[np.ndarray, float]:
-    """The trained head on the cached val features -> (val probabilities, val loss)."""
-    scorer = feature_head
-    if config.strategy == "multi_worker":  # score locally: a distributed predict/evaluate would split and regather
-        scorer = build_head(feats.shape, num_classes, config)
-        compile_model(scorer, config, num_classes, config.learning_rate)
-        scorer.set_weights(feature_head.get_weights())
-    probs = scorer.predict(feats.x_val, batch_size=256, verbose=0)
-    return probs, float(scorer.evaluate(feats.x_val, feats.y_val, batch_size=256, verbose=0)[0])
+    """The trained head on the cached val features -> (val probabilities, val log loss, without smoothing)."""
+    probs = feature_head(feats.x_val, training=False).numpy()
+    p = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
+    y = feats.y_val.astype(int)
+    if p.shape[1] == 1:
+        loss = -np.mean(y * np.log(p[:, 0]) + (1 - y) * np.log(1 - p[:, 0]))
+    else:
+        loss = -np.mean(np.log(p[np.arange(len(y)), y]))
+    return probs, float(loss)
+
+
+def _offset(loop: Loop, phase: str) -> int:
+    """Epochs of earlier phases in the history: a phase's epochs are numbered on from them."""
+    return sum(1 for r in loop.history if PHASES.index(r["phase"]) < PHASES.index(phase))
+
+
+def _weights_of(data: HeadData, feats: Features, fit: np.ndarray, views: int) -> list[float] | None:
+    if data.weights is None:
+        return None
+    labels = feats.y_train[fit].repeat(views).astype(int)
+    return [round(float(data.weights[labels == k][0]), 4) for k in range(int(labels.max()) + 1)]
+
+
+def _fit_world(model, stats, feats: Features, fit, hold, classes: list[str], config: TrainConfig) -> OpenWorld | None:
+    """Temperature and unknown statistics of the holdout head, from images it did not train on."""
+    head = head_to_numpy(_plain(model, stats, classes, config), classes, config.pooling, config.dense_activation)
+    pooled = head.pool
+    try:
+        return fit_openworld(
+            head,
+            pooled(feats.x_clean[fit]),
+            feats.y_train[fit].astype(int),
+            pooled(feats.x_clean[hold]),
+            feats.y_train[hold].astype(int),
+        )
+    except ValueError:  # fewer than 20 held-out images, or a class with none left to fit on
+        return None
+
+
+def _plain(model, stats, classes: list[str], config: TrainConfig):
+    """The same head without the standardization layer (folded into its first Dense)."""
+    plain = build_head(model.input.shape[1:], len(classes), config)
+    plain.set_weights(fold_standardization(model, stats))
+    return plain
+
+
+def _save(loop: Loop, world: OpenWorld | None, report: dict) -> None:
+    folder = loop.out / "checkpoints"
+    if world is not None:
+        world.save(folder / "openworld.npz")
+    atomic.write_text(folder / "head.json", json.dumps(report))
+
+
+def _load_world(loop: Loop) -> OpenWorld | None:
+    path = loop.out / "checkpoints" / "openworld.npz"
+    return OpenWorld.load(path) if path.is_file() else None
+
+
+def _load_report(loop: Loop) -> dict:
+    path = loop.out / "checkpoints" / "head.json"
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -41,6 +41,7 @@ from edgetl.train.config import dump_config
 MODEL_FILE = "model.keras"
 REQUIRED = ("model.keras", "labels.txt", "config.yaml", "splits.json", "run.json")
 VERIFIED = ("model.keras", "labels.txt", "config.yaml", "splits.json")  # listed with their sha256 in run.json
+OPENWORLD = "openworld.npz"  # the head's calibration and unknown statistics (listed too, when written)
 
 
 @dataclass
@@ -121,7 +122,7 @@ def verify_files(root: Path, info: dict[str, Any]) -> None:
     if not isinstance(files, dict):
         raise RunFolderError(f"run folder {root}: 'files' in run.json must be an object; re-run `edgetl train`")
     for name, entry in files.items():
-        if name not in VERIFIED or not isinstance(entry, dict):
+        if name not in (*VERIFIED, OPENWORLD) or not isinstance(entry, dict):
             raise RunFolderError(
                 f"run folder {root}: run.json lists an unexpected file {name!r}; re-run `edgetl train`"
             )
@@ -186,7 +187,9 @@ def write_run_folder(
     confusion,
     metrics: dict,
     health: dict | None = None,
+    world=None,
 ) -> None:
+    """Every file of the run folder, run.json last; `world`: the head's open-world statistics (openworld.npz)."""
     out.mkdir(parents=True, exist_ok=True)
     with atomic.atomic_path(out / "model.keras", suffix=".keras") as tmp:
         fused.save(tmp)
@@ -200,5 +203,11 @@ def write_run_folder(
     atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     if health is not None:
         atomic.write_text(out / "data_health.json", json.dumps(health, indent=1))
-    info = {**run_info(config, spec, base, dataset.classes), "files": file_digests(out)}
+    names = VERIFIED
+    if world is not None:
+        world.save(out / OPENWORLD)
+        names = (*VERIFIED, OPENWORLD)
+    else:
+        (out / OPENWORLD).unlink(missing_ok=True)
+    info = {**run_info(config, spec, base, dataset.classes), "files": file_digests(out, names)}
     atomic.write_text(out / "run.json", json.dumps(info, indent=2))

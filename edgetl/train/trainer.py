@@ -60,6 +60,12 @@ def train(config: TrainConfig, resume: bool = True, epoch_hook: EpochHook | None
             "(or fine-tune on one machine with strategy mirrored)"
         )
     dataset = load_dataset(config.data, config.val_split, config.seed)
+    if config.strategy == "multi_worker" and config.holdout > 0:
+        echo(
+            "note: multi_worker trains without a holdout (no early stopping, refit or open-world statistics); "
+            "--holdout 0 says so"
+        )
+        config = config.replace(holdout=0.0)
     strategy, workers = distribute.make_strategy(config.strategy)  # before any other TF op (multi_worker)
     out = distribute.output_folder(Path(config.out).expanduser(), workers)
     try:
@@ -184,7 +190,7 @@ def _train(
     loop = Loop.open(config, out, digest, resume, strategy, workers, epoch_hook, echo)
     resumed_from = loop.state.epoch + 1 if loop.state else 0
     seconds = {"feature_seconds": feats.stats["seconds"], "head_seconds": time.time()}
-    feature_head = fit_head(loop, feats, num_classes, head)
+    feature_head, world, head_report = fit_head(loop, feats, dataset.classes, head)
     seconds["head_seconds"] = time.time() - seconds["head_seconds"]
     fine_start = time.time()
     if config.fine_tune_layers > 0:
@@ -196,9 +202,10 @@ def _train(
     metrics = run_metrics(
         config, dataset, feats, scores, loop, resumed_from, {"train_seconds": time.time() - start, **seconds}
     )
+    metrics["head"] = head_report
     if health is not None:
         metrics["data_health"] = {k: v for k, v in health.items() if k.startswith("num_")}
-    run = (fused, base, splits, confusion, health)
+    run = (fused, base, splits, confusion, health, world)
     return finish(loop, metrics, run, dataset)
 
 
@@ -230,14 +237,16 @@ def run_metrics(
 
 def finish(loop: Loop, metrics: dict, run: tuple, dataset: Dataset) -> dict:
     """TensorBoard's confusion image, the run folder (chief only), the last log line."""
-    (fused, base, splits, confusion, health), config, workers, out = run, loop.config, loop.workers, loop.out
+    (fused, base, splits, confusion, health, world), config, workers, out = run, loop.config, loop.workers, loop.out
     if config.tensorboard:
         tensorboard_logs.log_confusion(out, confusion, dataset.classes, step=len(loop.history))
     if workers.count > 1:
         metrics["workers"] = workers.count
     if workers.chief:
         spec = get_base(config.base)
-        write_run_folder(out, config, spec, fused, base, dataset, splits, loop.history, confusion, metrics, health)
+        write_run_folder(
+            out, config, spec, fused, base, dataset, splits, loop.history, confusion, metrics, health, world
+        )
     where = (
         f"run folder: {out}"
         if workers.chief
