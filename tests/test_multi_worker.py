@@ -79,7 +79,8 @@ def test_two_workers_train_the_same_head_as_one(tmp_path, tiny_config):
 
     # 18 train images at batch 8: two full global batches (4 per worker) and a last one of 2 (1 + 1)
     data = make_dataset(tmp_path, classes=("red", "green", "blue"), per_class=8, size=32)
-    settings = dict(epochs=3, dropout=0.0)  # dropout masks are drawn per replica: with dropout > 0 runs differ
+    settings = dict(epochs=3, dropout=0.0, holdout=0.0, min_steps=0)  # dropout masks are drawn per replica
+    # (with dropout > 0 runs differ); multi_worker trains without a holdout, so the one-worker run does too
     args = [
         "--data",
         str(data),
@@ -98,6 +99,10 @@ def test_two_workers_train_the_same_head_as_one(tmp_path, tiny_config):
         "--epochs",
         "3",
         "--dropout",
+        "0",
+        "--holdout",
+        "0",
+        "--min-steps",
         "0",
         "--out",
         str(tmp_path / "two"),

@@ -1,7 +1,7 @@
 """kill -9 a real `edgetl train` process in each phase; re-running the same command finishes the job.
 
-One run folder is killed three times (during feature extraction once a cache chunk exists,
-during head training once a checkpoint exists, during fine-tuning), then completed. Each
+One run folder is killed four times (during feature extraction once a cache chunk exists,
+during head training once a checkpoint exists, during the refit, during fine-tuning), then completed. Each
 re-run must reuse what the killed one finished (cache chunks untouched, checkpoint loaded)
 and the final metrics.json / history.csv must equal an uninterrupted run's with the same
 seed. Tolerance: exact equality (every epoch reseeds itself, optimizer state is
@@ -150,7 +150,7 @@ def test_kill_9_in_every_phase_then_resume_matches_an_uninterrupted_run(tmp_path
 
     _finish(_command(data, reference, tmp_path / "ref_cache"))
     expected = json.loads((reference / "metrics.json").read_text())
-    assert expected["epochs_run"] == 8 and expected["num_train"] == 240
+    assert expected["epochs_run"] == 11 and expected["num_train"] == 240  # 5 head + 3 refit + 3 fine-tune
 
     cmd = _command(data, out, cache)
     # 1. during feature extraction, once a chunk exists
@@ -166,15 +166,22 @@ def test_kill_9_in_every_phase_then_resume_matches_an_uninterrupted_run(tmp_path
     head_state = _state(out)
     assert head_state["phase"] == "head" and 1 <= head_state["epoch"] < 4  # killed inside the head phase
 
-    # 3. during fine-tuning
-    log = _kill_when(cmd, lambda: (s := _state(out)) is not None and s["phase"] == "fine_tune")
+    # 3. during the refit on every training image (after early stopping picked the epoch count)
+    log = _kill_when(cmd, lambda: (s := _state(out)) is not None and s["phase"] == "refit")
     assert _features_line(log) == (0, 540)
     assert f"head epoch {head_state['epoch'] + 1} done" in log  # the checkpoint was loaded
+    refit_state = _state(out)
+    assert refit_state["phase"] == "refit" and 5 <= refit_state["epoch"] < 7
+
+    # 4. during fine-tuning
+    log = _kill_when(cmd, lambda: (s := _state(out)) is not None and s["phase"] == "fine_tune")
+    assert _features_line(log) == (0, 540)
+    assert f"refit epoch {refit_state['epoch'] + 1} done" in log
     ft_state = _state(out)
-    assert ft_state["phase"] == "fine_tune" and 5 <= ft_state["epoch"] < 7
+    assert ft_state["phase"] == "fine_tune" and 8 <= ft_state["epoch"] < 10
     assert not (out / "run.json").exists()
 
-    # 4. the same command finishes the run
+    # 5. the same command finishes the run
     log = _finish(cmd)
     assert _features_line(log) == (0, 540)
     assert f"resuming from {out / 'checkpoints'}: fine_tune epoch {ft_state['epoch'] + 1} done" in log

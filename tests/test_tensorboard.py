@@ -63,8 +63,10 @@ def test_tensorboard_scalars_per_phase_and_confusion_image(tmp_path):
     assert result.exit_code == 0, result.output
     history = list(csv.DictReader((out / "history.csv").open()))
 
-    for phase, steps in (("head", [0, 1, 2]), ("fine_tune", [3, 4])):
+    assert [r["phase"] for r in history] == ["head"] * 3 + ["refit"] * len(history[3:-2]) + ["fine_tune"] * 2
+    for phase in ("head", "refit", "fine_tune"):
         rows = [r for r in history if r["phase"] == phase]
+        steps = [int(r["epoch"]) - 1 for r in rows]
         for split, prefix in (("train", ""), ("validation", "val_")):
             events = read_events(out / "tensorboard" / phase / split)
             for metric in ("loss", "accuracy"):
@@ -75,8 +77,9 @@ def test_tensorboard_scalars_per_phase_and_confusion_image(tmp_path):
                 assert logged == pytest.approx([float(r[prefix + metric]) for r in rows], rel=1e-5)
 
     images = read_events(out / "tensorboard" / "confusion")["confusion_matrix"]
-    assert list(images) == [5]  # logged once, at the last epoch
-    plugin, tensor = images[5]
+    last = int(history[-1]["epoch"]) - 1
+    assert list(images) == [last]  # logged once, at the last epoch
+    plugin, tensor = images[last]
     # image summaries hold [width, height, png bytes...]
     assert plugin == "images" and int(tensor[0]) > 100 and int(tensor[1]) > 100
     assert bytes(tensor[2])[:8] == b"\x89PNG\r\n\x1a\n"
