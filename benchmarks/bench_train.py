@@ -6,7 +6,7 @@
     RandomRotation(0.2) layers in the model, mobilenet_v2.preprocess_input, frozen base called
     with training=False, GlobalAveragePooling2D, Dropout(0.2), Dense(1) logits, Adam 1e-4,
     model.fit for --epochs epochs: the base runs on every image in every epoch.
-(b) edgetl: configs/mobilenet_v2.yaml (the same recipe) with a fresh, empty feature cache:
+(b) edgetl: configs/tutorial_mobilenet_v2.yaml (the same recipe) with a fresh, empty feature cache:
     the base runs once per image and view; the head trains on cached features.
 
 Prints one JSON object: wall seconds and final validation accuracy of each, and the speedup.
@@ -81,7 +81,7 @@ def run_edgetl(data: Path, weights: str, epochs: int, seed: int, workdir: Path) 
     from edgetl.train.trainer import train
 
     config = load_config(
-        ROOT / "configs" / "mobilenet_v2.yaml",
+        ROOT / "configs" / "tutorial_mobilenet_v2.yaml",
         {
             "data": str(data),
             "weights": weights,

@@ -56,8 +56,14 @@ def test_every_shipped_config_loads_and_names_a_registered_base(path):
 
 def test_shipped_configs_say_what_they_mirror():
     root = CONFIGS[0].parent
-    assert {p.name for p in CONFIGS} >= {"mobilenet_v2.yaml", "inception_v3.yaml", "flowers_mobilenet_v2.yaml"}
-    mobilenet = load_config(root / "mobilenet_v2.yaml")
+    names = {
+        "mobilenet_v2.yaml",
+        "tutorial_mobilenet_v2.yaml",
+        "lessons_inception_v3.yaml",
+        "flowers_mobilenet_v2.yaml",
+    }
+    assert {p.name for p in CONFIGS} >= names
+    mobilenet = load_config(root / "tutorial_mobilenet_v2.yaml")
     assert (mobilenet.input_size, mobilenet.pooling, mobilenet.dropout, mobilenet.optimizer) == (
         160,
         "avg",
@@ -65,7 +71,19 @@ def test_shipped_configs_say_what_they_mirror():
         "adam",
     )
     assert mobilenet.learning_rate == pytest.approx(1e-4) and mobilenet.horizontal_flip and mobilenet.augment
-    inception = load_config(root / "inception_v3.yaml")
+    inception = load_config(root / "lessons_inception_v3.yaml")
+    for reference in (mobilenet, inception):  # the references keep their own recipe: edgetl's head recipe is off
+        assert (reference.lr_schedule, reference.label_smoothing, reference.l2_c, reference.holdout) == (
+            "constant",
+            0,
+            0,
+            0,
+        )
+        assert not (reference.standardize or reference.refit or reference.min_steps or reference.patience)
+        assert reference.class_weight == "none"
+    default = load_config(root / "mobilenet_v2.yaml")  # edgetl's own recipe: TrainConfig's defaults
+    assert (default.learning_rate, default.lr_schedule, default.label_smoothing) == (1e-3, "cosine", 0.1)
+    assert default.holdout > 0 and default.refit and default.standardize and default.input_size == 160
     assert (inception.input_size, inception.cut_layer, inception.pooling, inception.dense_units) == (
         150,
         "mixed7",
