@@ -65,6 +65,9 @@ def run_metrics(doc: Doc, root: Path) -> None:
     if counts:
         doc.p("Images per class")
         doc.table(counts[0], counts[1:])
+    if "class_weights" in (metrics.get("head") or {}):
+        weighting = "balanced (classes are imbalanced)" if metrics["head"]["class_weights"] else "equal"
+        doc.note(f"Class weights of the head's loss: {weighting}.")
     skipped = skipped_rows(metrics.get("skipped"))
     if skipped:
         doc.p(f"Skipped files ({len(skipped)})")
@@ -98,6 +101,9 @@ def class_count_rows(metrics: dict) -> list[tuple]:
         return []
     if isinstance(metrics.get("per_class_accuracy"), dict):
         table["val accuracy"] = {c: pct(v) for c, v in metrics["per_class_accuracy"].items()}
+    names, weights = metrics.get("classes") or [], (metrics.get("head") or {}).get("class_weights")
+    if isinstance(weights, list) and len(names) == len(weights):
+        table["loss weight"] = dict(zip(names, weights))
     classes = list(dict.fromkeys([*(metrics.get("classes") or []), *(c for col in table.values() for c in col)]))
     return [("class", *table)] + [(c, *(col.get(c, 0) for col in table.values())) for c in classes]
 

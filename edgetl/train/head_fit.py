@@ -60,9 +60,14 @@ def head_data(x: np.ndarray, y: np.ndarray, num_classes: int, mode: str) -> Head
 
 
 def standardization(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, variance) of the feature rows (pooled vectors, or maps: per channel after pooling)."""
+    """(mean, variance) of the feature rows (pooled vectors, or maps: per channel after pooling).
+
+    A channel (nearly) constant on the training images keeps a variance of at least 1e-4 of the mean
+    variance: dividing by its tiny spread would scale its Dense weights by up to 1e6 once folded, so a
+    small change of that channel (an unseen image, int8 rounding, fine-tuning) would swamp the logits."""
     rows = x.reshape(-1, x.shape[-1]).astype(np.float64)
-    return rows.mean(axis=0).astype(np.float32), np.maximum(rows.var(axis=0), 1e-12).astype(np.float32)
+    var = rows.var(axis=0)
+    return rows.mean(axis=0).astype(np.float32), np.maximum(var, max(1e-12, 1e-4 * var.mean())).astype(np.float32)
 
 
 def fit_head(loop: Loop, feats: Features, classes: list[str], head) -> tuple:

@@ -216,6 +216,8 @@ def run_metrics(
     return {
         "val_accuracy": scores["val_accuracy"],
         "val_loss": scores["val_loss"],
+        "val_macro_f1": scores["val_macro_f1"],
+        "val_balanced_accuracy": scores["val_balanced_accuracy"],
         **{k: round(seconds[k], 3) for k in ("train_seconds", "feature_seconds", "head_seconds", "fine_tune_seconds")},
         "num_train": len(dataset.train),
         "num_val": len(dataset.val),
