@@ -162,3 +162,19 @@ def reliability_png(curves: Sequence[tuple[str, list[dict]]]) -> bytes:
     ax.legend(fontsize=7)
     fig.tight_layout()
     return to_png(fig)
+
+
+def search_png(rows: list[dict[str, str]]) -> bytes:
+    """search.csv: each trial's cross-validated accuracy in the order tried, the best so far as a line."""
+    trials = np.array([int(r["trial"]) for r in rows])
+    accuracy = np.array([float(r["cv_accuracy"]) for r in rows])
+    order = np.argsort(trials)
+    fig = _figure(6.0, 3.0)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.scatter(trials[order], accuracy[order], color=TRAIN, s=18, label="trial")
+    ax.step(trials[order], np.maximum.accumulate(accuracy[order]), where="post", color=VAL, label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("cross-validated accuracy")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    return to_png(fig)

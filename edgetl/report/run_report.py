@@ -15,7 +15,7 @@ from typing import Any
 
 from edgetl.report.data_report import run_data_health
 from edgetl.report.document import Doc, affine, kv_table, num, pct, read_json
-from edgetl.report.figures import confusion_png, curves_png
+from edgetl.report.figures import confusion_png, curves_png, search_png
 
 MAX_TABLE_ROWS = 50
 
@@ -141,6 +141,23 @@ def run_curves(doc: Doc, root: Path) -> None:
     doc.note("No history.csv or curves.png.")
 
 
+def run_search(doc: Doc, root: Path) -> None:
+    """`--search`: the leaderboard's chart and top rows (search.csv); nothing when the run did not search."""
+    path = root / "search.csv"
+    if not path.is_file():
+        return
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    doc.h2("Hyperparameter search")
+    if not rows:
+        doc.note("search.csv has no trials.")
+        return
+    doc.p(f"{len(rows)} trials, k-fold cross-validation on the train split; the best settings are in config.yaml.")
+    doc.image("search", search_png(rows), "cross-validated accuracy per trial")
+    columns = [c for c in rows[0] if c != "trial"]
+    doc.table(columns, [tuple(r[c] for c in columns) for r in rows[:10]])
+
+
 def run_confusion(doc: Doc, root: Path) -> None:
     doc.h2("Validation confusion matrix")
     metrics = read_json(root / "metrics.json") or {}
@@ -167,6 +184,7 @@ RUN_SECTIONS: tuple[Callable[[Doc, Path], None], ...] = (
     run_summary,
     run_metrics,
     run_curves,
+    run_search,
     run_confusion,
     run_data_health,
     run_config,

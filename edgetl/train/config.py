@@ -90,6 +90,7 @@ class TrainConfig:
     search: bool = _f(False, "Search the head's hyperparameters (k-fold CV on the train split) before training.")
     search_budget: float = _f(60.0, "Seconds the search may take.", low=1.0, high=10**6)
     search_folds: int = _f(3, "Folds of the search's cross-validation.", low=2, high=20)
+    search_trials: int = _f(20, "Most trials of the search (the budget may stop it sooner).", low=1, high=10000)
     # fine-tuning
     fine_tune_layers: int = _f(
         0, "Unfreeze the top N layers of the base after the head converged (0: off).", low=0, high=100000

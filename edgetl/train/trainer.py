@@ -30,6 +30,7 @@ import numpy as np
 from edgetl.errors import ConfigError
 from edgetl.models.bases import get_base
 from edgetl.models.classifier import build_classifier
+from edgetl.runtime import atomic
 from edgetl.train import checkpoint, data_health, distribute, tensorboard_logs
 from edgetl.train.augment import AugmentParams
 from edgetl.train.config import TrainConfig
@@ -40,6 +41,7 @@ from edgetl.train.finetune import fine_tune
 from edgetl.train.head_fit import fit_head, score_head
 from edgetl.train.run_folder import write_run_folder
 from edgetl.train.scoring import val_metrics
+from edgetl.train.search import search_head
 
 
 def train(config: TrainConfig, resume: bool = True, epoch_hook: EpochHook | None = None, echo=print) -> dict:
@@ -59,6 +61,8 @@ def train(config: TrainConfig, resume: bool = True, epoch_hook: EpochHook | None
             "strategy multi_worker trains the head only; use fine_tune_layers 0 "
             "(or fine-tune on one machine with strategy mirrored)"
         )
+    if config.strategy == "multi_worker" and config.search:
+        raise ConfigError("--search runs on one machine; search there, then train multi_worker with its config.yaml")
     dataset = load_dataset(config.data, config.val_split, config.seed)
     if config.strategy == "multi_worker" and config.holdout > 0:
         echo(
@@ -187,6 +191,13 @@ def _train(
     health = dataset_health(feats, dataset, config.seed) if workers.chief else None
     if health is not None:
         echo(data_health.summary_line(health) + " (data_health.json)")
+    searched = None
+    if config.search:  # the chosen settings replace the config's before anything is trained or checkpointed
+        config, searched, board = search_head(config, feats, num_classes, echo)
+        if workers.chief:
+            atomic.write_text(out / "search.csv", board)
+        with strategy.scope():  # the head's shape may have changed (dense_units, dropout)
+            fused, base, head = build_classifier(config, num_classes)
     loop = Loop.open(config, out, digest, resume, strategy, workers, epoch_hook, echo)
     resumed_from = loop.state.epoch + 1 if loop.state else 0
     seconds = {"feature_seconds": feats.stats["seconds"], "head_seconds": time.time()}
@@ -203,6 +214,8 @@ def _train(
         config, dataset, feats, scores, loop, resumed_from, {"train_seconds": time.time() - start, **seconds}
     )
     metrics["head"] = head_report
+    if searched is not None:
+        metrics["search_seconds"], metrics["search"] = searched["seconds"], searched
     if health is not None:
         metrics["data_health"] = {k: v for k, v in health.items() if k.startswith("num_")}
     run = (fused, base, splits, confusion, health, world)

@@ -1,0 +1,161 @@
+"""`edgetl train --search`: the head's hyperparameters, chosen by k-fold cross-validation on the train split.
+
+    cached features of the training images (never the val split)
+      --StratifiedKFold by image (config.search_folds)--> per trial: the head fitted on k-1 folds (every
+      cached view), scored on the clean view of the held-out fold's images
+      --Optuna TPE (seeded), at most config.search_trials trials within config.search_budget seconds-->
+    leaderboard (search.csv, printed, a chart in the report) and the best settings, which replace the
+    config's (search off): the normal head recipe trains with them and config.yaml records them, so the
+    run reproduces without searching again.
+
+Score: mean held-out accuracy, ties broken by the lower log loss (score = accuracy - 0.01 * log loss).
+Optuna does the sampling and the time budget; scikit-learn the folds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgetl.errors import ConfigError
+from edgetl.train.config import TrainConfig
+from edgetl.train.epochs import compile_model, epoch_rows, schedule
+from edgetl.train.head_fit import head_data, standardization
+
+if TYPE_CHECKING:
+    from edgetl.train.trainer import Features
+
+WIDTHS = {"none": (), "256": (256,), "1024": (1024,)}
+COLUMNS = (
+    "rank",
+    "trial",
+    "score",
+    "cv_accuracy",
+    "cv_log_loss",
+    "seconds",
+    *("learning_rate", "l2_c", "dropout", "label_smoothing", "dense_units"),
+)
+
+
+def suggest(trial) -> dict:
+    """One point of the search space, as TrainConfig fields."""
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 3e-4, 1e-2, log=True),
+        "l2_c": trial.suggest_float("l2_c", 1e-4, 1.0, log=True),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        "label_smoothing": trial.suggest_float("label_smoothing", 0.0, 0.2),
+        "dense_units": WIDTHS[trial.suggest_categorical("dense_units", list(WIDTHS))],
+    }
+
+
+def fold_score(config: TrainConfig, feats: Features, fit: np.ndarray, held: np.ndarray, n: int) -> tuple[float, float]:
+    """Fit a head with `config` on the images `fit` (all views), -> (accuracy, log loss) on `held` (clean)."""
+    from edgetl._tf import keras, set_seed
+    from edgetl.models.classifier import build_head
+
+    set_seed(config.seed)
+    views = feats.views + 1
+    rows = (fit[:, None] * views + np.arange(views)).ravel()
+    data = head_data(feats.x_train[rows], feats.y_train[fit].repeat(views), n, config.class_weight)
+    stats = standardization(data.x) if config.standardize else None
+    l2 = 1.0 / (2.0 * config.l2_c * len(fit)) if config.l2_c else 0.0
+    model = build_head(feats.shape, n, config, stats, l2)
+    order = np.random.default_rng(config.seed).permutation(len(data.x))
+    order = np.resize(order, epoch_rows(config, len(data.x)))  # min_steps: small sets go round more than once
+    steps = -(-len(order) // config.batch_size) * config.epochs
+    compile_model(model, config, n, schedule(config, steps), 32, config.label_smoothing or 1e-12)
+    weights = None if data.weights is None else data.weights[order]
+    model.fit(
+        data.x[order],
+        data.y[order],
+        sample_weight=weights,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        shuffle=True,
+        verbose=0,
+    )
+    probs = np.clip(model.predict(feats.x_clean[held], batch_size=256, verbose=0).astype(np.float64), 1e-7, 1 - 1e-7)
+    y = feats.y_train[held].astype(int)
+    if probs.shape[1] == 1:
+        predicted, loss = (probs[:, 0] > 0.5).astype(int), -np.log(np.where(y == 1, probs[:, 0], 1 - probs[:, 0]))
+    else:
+        predicted, loss = probs.argmax(axis=1), -np.log(probs[np.arange(len(y)), y])
+    keras.backend.clear_session()
+    return float(np.mean(predicted == y)), float(loss.mean())
+
+
+def search_head(config: TrainConfig, feats: Features, num_classes: int, echo=print) -> tuple[TrainConfig, dict, str]:
+    """-> (the config with the best settings and search off, the record for metrics.json, search.csv)."""
+    import optuna
+    from sklearn.model_selection import StratifiedKFold
+    from tqdm.auto import tqdm
+
+    y = feats.y_train.astype(int)
+    smallest = int(np.bincount(y, minlength=num_classes).min())
+    if smallest < 2:
+        raise ConfigError(f"--search needs at least 2 training images per class for cross-validation, got {smallest}")
+    folds = min(config.search_folds, smallest)
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=config.seed).split(np.zeros(len(y)), y))
+    start, rows = time.time(), []
+
+    def objective(trial) -> float:
+        began = time.time()
+        settings = suggest(trial)
+        trial_config = config.replace(**settings)
+        scores = [fold_score(trial_config, feats, fit, held, num_classes) for fit, held in splits]
+        accuracy, loss = (float(np.mean(v)) for v in zip(*scores))
+        score = accuracy - 0.01 * loss
+        rows.append(
+            {
+                "trial": trial.number,
+                "score": score,
+                "cv_accuracy": accuracy,
+                "cv_log_loss": loss,
+                "seconds": time.time() - began,
+                **settings,
+            }
+        )
+        bar.update(1)
+        bar.set_postfix(best=f"{max(r['cv_accuracy'] for r in rows):.4f}")
+        return score
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=config.seed))
+    with tqdm(total=config.search_trials, desc=f"search ({folds}-fold CV)", unit="trial", leave=False) as bar:
+        study.optimize(objective, n_trials=config.search_trials, timeout=config.search_budget)
+    rows.sort(key=lambda r: (-r["score"], r["trial"]))
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+    best = {k: rows[0][k] for k in ("learning_rate", "l2_c", "dropout", "label_smoothing", "dense_units")}
+    for row in rows[:5]:
+        echo(
+            f"search #{row['rank']}: cv_accuracy {row['cv_accuracy']:.4f} log_loss {row['cv_log_loss']:.4f} "
+            + " ".join(f"{k}={_text(row[k])}" for k in best)
+        )
+    record = {
+        "seconds": round(time.time() - start, 3),
+        "trials": len(rows),
+        "folds": folds,
+        "cv_accuracy": rows[0]["cv_accuracy"],
+        "best": {k: _text(v) for k, v in best.items()},
+    }
+    return config.replace(search=False, **best), record, leaderboard_csv(rows)
+
+
+def leaderboard_csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _text(row[k]) for k in COLUMNS})
+    return out.getvalue()
+
+
+def _text(value) -> str:
+    if isinstance(value, tuple):
+        return " ".join(map(str, value)) or "none"
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
