@@ -218,11 +218,25 @@ def write_format(
     return entries
 
 
-def write_head(sources: Sources, folder: Path) -> dict[str, Any]:
+def write_head(sources: Sources, folder: Path, split: bool) -> tuple[dict | None, dict | None]:
+    """head.npz (split form) and the head's open-world statistics (head.openworld.npz) -> manifest entries."""
     from edgetl.models.classifier import head_to_numpy
 
     numpy_head = head_to_numpy(sources.head, sources.run.classes, sources.pooling, sources.dense_activation)
-    return file_entry(folder, numpy_head.save(folder / "head.npz"))
+    head_entry = file_entry(folder, numpy_head.save(folder / "head.npz")) if split else None
+    world = sources.run.openworld()
+    if world is None:
+        return head_entry, None
+    if not world.fits(numpy_head):
+        raise ExportError(f"{sources.run.root}: openworld.npz belongs to another head; retrain the run")
+    entry = file_entry(folder, world.save(folder / "head.openworld.npz"))
+    return head_entry, {
+        **entry,
+        "temperature": round(world.temperature, 6),
+        "threshold": world.detector.threshold,
+        "accept": world.detector.accept,
+        "msp_threshold": world.msp_threshold,
+    }
 
 
 def export_run(run_dir: str | Path, options: ExportOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -244,8 +258,10 @@ def export_run(run_dir: str | Path, options: ExportOptions, log: Callable[[str],
             entries: dict[str, Any] = {}
             for name in sources.formats:
                 entries.update(write_format(name, sources, options, tmp, gate, log))
-            head_entry = write_head(sources, tmp) if options.split else None
+            head_entry, world_entry = write_head(sources, tmp, options.split)
             manifest = manifest_for(sources.run, entries, head_entry, options)
+            if world_entry is not None:
+                manifest["openworld"] = world_entry
             atomic.write_text(tmp / MANIFEST, json.dumps(manifest, indent=1))
             manifest["self_test"] = write_golden(tmp, sources.run.input_size)  # runs the models just written
             atomic.write_text(tmp / MANIFEST, json.dumps(manifest, indent=1))

@@ -21,6 +21,8 @@ manifest.json (format_version 1)::
         "onnx": {"file": "model.onnx", "runtime": "onnx", "role": "fused", ...}
       },
       "head": {"file": "head.npz", "sha256": "...", "size_bytes": 123},
+      "openworld": {"file": "head.openworld.npz", "sha256": "...", "temperature": 1.8, "threshold": 1.6,
+                    "accept": 0.95, "msp_threshold": 0.61},     # the head's calibration + unknown statistics
       "self_test": {"images": [{"file": "golden/bars.png", "sha256": "...", "grid": [...]}, ...],
                     "outputs": {format: [[probabilities per golden image]]}},   # edgetl.runtime.selftest
       "validation": {...}                                # validation.json summary, when measured
@@ -124,8 +126,9 @@ class Bundle:
     def verify_all(self) -> None:
         for entry in self.models.values():
             self.path_of(entry)
-        if "head" in self.manifest:
-            self.path_of(self.manifest["head"])
+        for key in ("head", "openworld"):
+            if key in self.manifest:
+                self.path_of(self.manifest[key])
 
 
 def load_bundle(bundle_dir: str | Path) -> Bundle:
@@ -159,6 +162,8 @@ def load_bundle(bundle_dir: str | Path) -> Bundle:
         resolve_inside(root, manifest["head"].get("file", ""))
     for image in (manifest.get("self_test") or {}).get("images", []):
         resolve_inside(root, image.get("file", ""))
+    if isinstance(manifest.get("openworld"), dict):
+        resolve_inside(root, manifest["openworld"].get("file", ""))
     return bundle
 
 

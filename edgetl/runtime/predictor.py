@@ -170,8 +170,11 @@ def open_predictor(
             f"--format {fmt} is not in this bundle; choose one of: {', '.join(fused_formats(bundle)) or 'none'}"
         )
     has_pointer = headstore.read_pointer(bundle) is not None
-    active = headstore.active_head(bundle) if has_pointer or (unknown and "openworld" in bundle.manifest) else None
+    wants_world = unknown and "openworld" in bundle.manifest
+    active = headstore.active_head(bundle) if has_pointer or (wants_world and "head" in bundle.manifest) else None
     world = active.openworld if active is not None and unknown else None
+    if wants_world and "head" not in bundle.manifest:  # fused models only: the top-probability test
+        world = OpenWorld.load(bundle.path_of(bundle.manifest["openworld"]))
     if active is not None and active.is_device_head:
         chosen = choose_base_format(bundle, fmt, active.record.get("base"))
         model = _open(bundle, chosen, threads, "base")

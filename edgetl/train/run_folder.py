@@ -71,6 +71,13 @@ class RunFolder:
         root = Path(self.splits["root"])
         return [(root / rel, int(label)) for rel, label in self.splits.get(split, [])]
 
+    def openworld(self):
+        """The head's calibration and unknown statistics (openworld.npz), or None when the run has none."""
+        from edgetl.runtime.openworld import OpenWorld
+
+        path = self.root / OPENWORLD
+        return OpenWorld.load(path) if path.is_file() else None
+
     def config(self):
         from edgetl.train.config import load_config
 
