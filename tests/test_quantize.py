@@ -219,3 +219,32 @@ def test_histogram_calibration_reads_images_in_chunks(tmp_path, monkeypatch, met
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     probs = session.run(None, {"image": images[:4]})[0]
     np.testing.assert_allclose(probs, model.predict(images[:4], verbose=0), atol=0.05)
+
+
+@pytest.mark.parametrize("unsigned, dtype", [(False, "INT8"), (True, "UINT8")])
+def test_onnx_uint8_rung_quantizes_weights_and_activations_unsigned(tmp_path, unsigned, dtype):
+    """QuantSpec.unsigned (the ONNX ladder's 'uint8' rung) writes U8U8 QDQ nodes that still follow the float model."""
+    import onnx
+    import onnxruntime as ort
+
+    from edgetl._tf import keras
+    from edgetl.export import quantize
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
+    float_path = quantize.onnx_float(model, 16, tmp_path / "f.onnx")
+    images = np.random.default_rng(0).uniform(-1, 1, (20, 16, 16, 3)).astype(np.float32)
+
+    class Images:
+        def take(self, n):
+            return images[:n], np.zeros(n, int)
+
+    spec = QuantSpec(weights="int8", calibration=20, unsigned=unsigned)
+    out = quantize.onnx_int8(float_path, spec, Images(), tmp_path / "q.onnx")
+    graph = onnx.load(str(out)).graph
+    zero_points = [i for i in graph.initializer if i.name.endswith("zero_point")]
+    assert zero_points and {onnx.TensorProto.DataType.Name(i.data_type) for i in zero_points} == {dtype}
+    probs = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": images[:4]})[0]
+    np.testing.assert_allclose(probs, model.predict(images[:4], verbose=0), atol=0.05)

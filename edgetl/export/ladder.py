@@ -39,6 +39,7 @@ TFLITE_LADDER: tuple[Rung, ...] = (
 )
 ONNX_LADDER: tuple[Rung, ...] = (
     Rung("int8"),
+    Rung("uint8", (("unsigned", True),)),  # no kernel saturation on x86 without VNNI (QuantSpec.unsigned)
     Rung("more-calibration", calibration_factor=MORE),
     *(Rung(f"{method}-calibration", (("method", method),), MORE) for method in METHODS),
     Rung("per-channel", (("per_channel", True),), MORE),

@@ -37,6 +37,9 @@ class QuantSpec:
       method: ONNX calibration method (minmax | entropy | percentile).
       per_channel: per-channel weight scales (ONNX; TFLite always is).
       float_ends: keep the first conv and the last dense layer in float.
+      unsigned: ONNX uint8 weights and activations (U8U8). On x86 CPUs without VNNI, onnxruntime's
+        U8S8/S8S8 kernels (VPMADDUBSW) can saturate: measured on MobileNetV2 features, 45 % mean
+        relative error against float with S8S8, 24 % with U8U8 (TFLite int8: 12 %).
     """
 
     weights: str = "float32"
@@ -46,6 +49,7 @@ class QuantSpec:
     method: str = "minmax"
     per_channel: bool = True
     float_ends: bool = False
+    unsigned: bool = False
 
     def replace(self, **changes: Any) -> QuantSpec:
         return dataclasses.replace(self, **changes)
@@ -226,8 +230,8 @@ def onnx_int8(float_path: Path, spec: QuantSpec, calibration: Calibration, out_p
                 _Reader(images, "image"),
                 quant_format=QuantFormat.QDQ,
                 per_channel=spec.per_channel,
-                activation_type=QuantType.QInt16 if int16 else QuantType.QInt8,
-                weight_type=QuantType.QInt8,
+                activation_type=QuantType.QInt16 if int16 else QuantType.QUInt8 if spec.unsigned else QuantType.QInt8,
+                weight_type=QuantType.QUInt8 if spec.unsigned else QuantType.QInt8,
                 nodes_to_exclude=exclude,
                 calibrate_method={
                     "minmax": CalibrationMethod.MinMax,

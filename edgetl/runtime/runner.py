@@ -96,6 +96,18 @@ def _skipped(count: int) -> str:
     return f", {count} older frames skipped" if count else ""
 
 
+def _after_frame(predictor, verdict, name, frame, monitor, head_watch, err) -> Predictor:
+    """Keep the frame if uncertain, watch drift; -> the predictor for the next frame (a swapped-in head)."""
+    if monitor is not None:
+        monitor.observe(verdict, name, frame, camera=True)
+    if head_watch is not None:
+        changed = head_watch.check(predictor, err)
+        if changed is not predictor and monitor is not None:
+            monitor.head_changed(changed)
+        predictor = changed
+    return predictor
+
+
 def run_camera(
     predictor: Predictor,
     source: FrameSource,
@@ -138,13 +150,7 @@ def run_camera(
             summary.ok += 1
             latency = (clock() - t0) * 1000.0
             print(format_result("frame", number, verdict, predictor.classes, k, latency, as_json), file=out, flush=True)
-            if monitor is not None:
-                monitor.observe(verdict, f"frame {number}", frame, camera=True)
-            if head_watch is not None:
-                changed = head_watch.check(predictor, err)
-                if changed is not predictor and monitor is not None:
-                    monitor.head_changed(changed)
-                predictor = changed
+            predictor = _after_frame(predictor, verdict, f"frame {number}", frame, monitor, head_watch, err)
             fps.frame(summary, getattr(source, "skipped", 0))
     except KeyboardInterrupt:
         print("stopped (Ctrl-C)", file=err, flush=True)
