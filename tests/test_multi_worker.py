@@ -79,8 +79,9 @@ def test_two_workers_train_the_same_head_as_one(tmp_path, tiny_config):
 
     # 18 train images at batch 8: two full global batches (4 per worker) and a last one of 2 (1 + 1)
     data = make_dataset(tmp_path, classes=("red", "green", "blue"), per_class=8, size=32)
-    settings = dict(epochs=3, dropout=0.0, holdout=0.0, min_steps=0)  # dropout masks are drawn per replica
-    # (with dropout > 0 runs differ); multi_worker trains without a holdout, so the one-worker run does too
+    settings = dict(epochs=3, dropout=0.0, holdout=0.0, min_steps=0, l2_c=0.0)  # dropout masks are drawn per replica
+    # (with dropout > 0 runs differ); multi_worker trains without a holdout, so the one-worker run does too;
+    # no L2: scikit-learn's C = 0.003 on 18 images holds the head at chance for 3 epochs
     args = [
         "--data",
         str(data),
@@ -104,6 +105,8 @@ def test_two_workers_train_the_same_head_as_one(tmp_path, tiny_config):
         "0",
         "--min-steps",
         "0",
+        "--l2-c",
+        "0",
         "--out",
         str(tmp_path / "two"),
         "--cache-dir",
@@ -125,8 +128,9 @@ def test_two_workers_train_the_same_head_as_one(tmp_path, tiny_config):
             assert float(b[key]) == pytest.approx(float(a[key]), abs=1e-3), (a["epoch"], key)
     assert two["workers"] == 2 and two["confusion"] == one["confusion"]
 
-    # the chief extracted its half of the 24 images (12 train+val shards), read the rest from the shared cache
-    assert two["cache"] == {"computed": 12, "cached": 12, "folder": two["cache"]["folder"]}
+    # 18 training images x (clean + 1 augmented view) + 6 val images = 42 feature rows: the chief extracted
+    # its half, read the other half from the shared cache
+    assert two["cache"] == {"computed": 21, "cached": 21, "folder": two["cache"]["folder"]}
     assert (tmp_path / "two" / "run.json").is_file() and (tmp_path / "two" / "checkpoints" / "state.npz").is_file()
     # worker 1 reports the same numbers and wrote only a scratch folder, deleted at the end
     assert f"val_loss {two['val_loss']:.4f}" in logs[1]

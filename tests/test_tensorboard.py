@@ -77,8 +77,8 @@ def test_tensorboard_scalars_per_phase_and_confusion_image(tmp_path):
                 assert logged == pytest.approx([float(r[prefix + metric]) for r in rows], rel=1e-5)
 
     images = read_events(out / "tensorboard" / "confusion")["confusion_matrix"]
-    last = int(history[-1]["epoch"]) - 1
-    assert list(images) == [last]  # logged once, at the last epoch
+    last = len(history)  # the step after the last epoch's (epoch k is step k - 1)
+    assert list(images) == [last]  # logged once, after training
     plugin, tensor = images[last]
     # image summaries hold [width, height, png bytes...]
     assert plugin == "images" and int(tensor[0]) > 100 and int(tensor[1]) > 100
