@@ -102,11 +102,17 @@ def search_head(config: TrainConfig, feats: Features, num_classes: int, echo=pri
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=config.seed).split(np.zeros(len(y)), y))
     start, rows = time.time(), []
 
+    deadline = start + config.search_budget
+
     def objective(trial) -> float:
         began = time.time()
         settings = suggest(trial)
         trial_config = config.replace(**settings)
-        scores = [fold_score(trial_config, feats, fit, held, num_classes) for fit, held in splits]
+        scores = []
+        for fit, held in splits:  # a trial past the budget stops between folds (the first always finishes)
+            if rows and time.time() > deadline:
+                raise optuna.TrialPruned("search budget spent")
+            scores.append(fold_score(trial_config, feats, fit, held, num_classes))
         accuracy, loss = (float(np.mean(v)) for v in zip(*scores))
         score = accuracy - 0.01 * loss
         rows.append(
