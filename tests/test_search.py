@@ -30,6 +30,8 @@ def test_search_is_seeded_writes_its_choice_and_the_run_reproduces_without_it(tm
     board = _board(runs[0] / "search.csv")
     assert len(board) == 3 and board == _board(runs[1] / "search.csv")  # same seed: same trials, same scores
     assert [int(r["rank"]) for r in board] == [1, 2, 3]
+    first = next(r for r in board if r["trial"] == "0")  # trial 0: the config as given (tiny_config's values)
+    assert (float(first["learning_rate"]), first["dense_units"]) == (0.03, "none")
     assert float(board[0]["score"]) >= max(float(r["score"]) for r in board)
     assert metrics[0]["search"]["trials"] == 3 and metrics[0]["search_seconds"] > 0
 

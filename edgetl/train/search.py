@@ -3,7 +3,8 @@
     cached features of the training images (never the val split)
       --StratifiedKFold by image (config.search_folds)--> per trial: the head fitted on k-1 folds (every
       cached view), scored on the clean view of the held-out fold's images
-      --Optuna TPE (seeded), at most config.search_trials trials within config.search_budget seconds-->
+      --Optuna TPE (seeded; trial 0 is the config as given), at most config.search_trials trials within
+        config.search_budget seconds-->
     leaderboard (search.csv, printed, a chart in the report) and the best settings, which replace the
     config's (search off): the normal head recipe trains with them and config.yaml records them, so the
     run reproduces without searching again.
@@ -131,6 +132,18 @@ def search_head(config: TrainConfig, feats: Features, num_classes: int, echo=pri
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=config.seed))
+    width = next((key for key, units in WIDTHS.items() if units == tuple(config.dense_units)), None)
+    if width is not None:  # trial 0 is the config as given: the search can only pick what scores better
+        study.enqueue_trial(
+            {
+                "learning_rate": config.learning_rate,
+                "l2_c": config.l2_c,
+                "dropout": config.dropout,
+                "label_smoothing": config.label_smoothing,
+                "dense_units": width,
+            },
+            skip_if_exists=True,
+        )
     with tqdm(total=config.search_trials, desc=f"search ({folds}-fold CV)", unit="trial", leave=False) as bar:
         study.optimize(objective, n_trials=config.search_trials, timeout=config.search_budget)
     rows.sort(key=lambda r: (-r["score"], r["trial"]))
