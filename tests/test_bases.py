@@ -109,9 +109,12 @@ def test_every_rung_of_the_int8_ladder_converts_on_bases_known_to_need_it(name, 
         )
         return built[-1]
 
-    result = climb(TFLITE_LADDER, job.spec, calibration.available, build, lambda path: (False, 100.0))
+    # the rungs that differ from plain int8 (converted for this base in the export tests) and float16
+    # (no calibration): 5 conversions of MobileNetV3 took 218 s of the suite, these two ~90 s
+    rungs = tuple(r for r in TFLITE_LADDER if r.name in ("float-first-last", "int16-activations"))
+    result = climb(rungs, job.spec, calibration.available, build, lambda path: (False, 100.0))
     statuses = {a.rung: a.status for a in result.attempts}
-    assert all(status in ("failed", "skipped", "error") for status in statuses.values()), statuses
+    assert all(status in ("failed", "error") for status in statuses.values()), statuses
     assert all(a.detail and "\n" not in a.detail.strip() for a in result.attempts if a.status == "error")
-    assert statuses["int8"] == statuses["float16"] == statuses["float-first-last"] == "failed"  # built and gated
+    assert statuses["float-first-last"] == "failed"  # built and gated
     assert all(path.stat().st_size > 0 for path in built)
