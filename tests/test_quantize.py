@@ -176,15 +176,12 @@ def test_calibration_chunk_divides_the_count():
     assert [calibration_chunk(n) for n in (1, 10, 16, 20, 800, 797, 48)] == [1, 10, 16, 10, 16, 1, 16]
 
 
-@pytest.mark.parametrize("method, chunks", [("entropy", [10, 10]), ("percentile", [10, 10]), ("minmax", [20])])
-def test_histogram_calibration_reads_images_in_chunks(tmp_path, monkeypatch, method, chunks):
-    # onnxruntime's histogram calibrators hold every intermediate tensor of every image they are
-    # given at once (an 800-image entropy rung at 224 px was OOM-killed), so they get chunks.
-    import onnxruntime as ort
-
+def _tiny_onnx(tmp_path):
+    """-> (a conv + dense Keras model, its float ONNX file, 20 images in [-1, 1], a calibration of them)."""
     from edgetl._tf import keras
     from edgetl.export import quantize
 
+    keras.utils.set_random_seed(0)
     inputs = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
@@ -195,6 +192,18 @@ def test_histogram_calibration_reads_images_in_chunks(tmp_path, monkeypatch, met
         def take(self, n):
             return images[:n], np.zeros(n, int)
 
+    return model, float_path, images, Images()
+
+
+@pytest.mark.parametrize("method, chunks", [("entropy", [10, 10]), ("percentile", [10, 10]), ("minmax", [20])])
+def test_histogram_calibration_reads_images_in_chunks(tmp_path, monkeypatch, method, chunks):
+    # onnxruntime's histogram calibrators hold every intermediate tensor of every image they are
+    # given at once (an 800-image entropy rung at 224 px was OOM-killed), so they get chunks.
+    import onnxruntime as ort
+
+    from edgetl.export import quantize
+
+    model, float_path, images, calibration = _tiny_onnx(tmp_path)
     passes: list[int] = []
 
     class Recording(quantize._Reader):
@@ -211,7 +220,7 @@ def test_histogram_calibration_reads_images_in_chunks(tmp_path, monkeypatch, met
     out = quantize.onnx_int8(
         float_path,
         QuantSpec(weights="int8", calibration=20, method=method, per_channel=True),
-        Images(),
+        calibration,
         tmp_path / "q.onnx",
     )
     read = [p for p in passes if p]  # the constructor's full range is replaced before reading when chunked
@@ -227,22 +236,11 @@ def test_onnx_uint8_rung_quantizes_weights_and_activations_unsigned(tmp_path, un
     import onnx
     import onnxruntime as ort
 
-    from edgetl._tf import keras
     from edgetl.export import quantize
 
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((16, 16, 3))
-    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
-    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
-    float_path = quantize.onnx_float(model, 16, tmp_path / "f.onnx")
-    images = np.random.default_rng(0).uniform(-1, 1, (20, 16, 16, 3)).astype(np.float32)
-
-    class Images:
-        def take(self, n):
-            return images[:n], np.zeros(n, int)
-
+    model, float_path, images, calibration = _tiny_onnx(tmp_path)
     spec = QuantSpec(weights="int8", calibration=20, unsigned=unsigned)
-    out = quantize.onnx_int8(float_path, spec, Images(), tmp_path / "q.onnx")
+    out = quantize.onnx_int8(float_path, spec, calibration, tmp_path / "q.onnx")
     graph = onnx.load(str(out)).graph
     zero_points = [i for i in graph.initializer if i.name.endswith("zero_point")]
     assert zero_points and {onnx.TensorProto.DataType.Name(i.data_type) for i in zero_points} == {dtype}
