@@ -59,6 +59,16 @@ def head_data(x: np.ndarray, y: np.ndarray, num_classes: int, mode: str) -> Head
     return HeadData(x, targets(y, num_classes), None if weights is None else weights[y.astype(int)])
 
 
+def view_rows(images: np.ndarray, views: int) -> np.ndarray:
+    """Row indices into Features.x_train of every cached view (clean first) of the given images."""
+    return (images[:, None] * views + np.arange(views)).ravel()
+
+
+def l2_strength(l2_c: float, images: int) -> float:
+    """The Dense kernels' L2 factor for scikit-learn's C: loss + |W|^2 / (2 C N), N images (0: no L2)."""
+    return 1.0 / (2.0 * l2_c * images) if l2_c else 0.0
+
+
 def standardization(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mean, variance) of the feature rows (pooled vectors, or maps: per channel after pooling).
 
@@ -85,7 +95,7 @@ def fit_head(loop: Loop, feats: Features, classes: list[str], head) -> tuple:
     if config.holdout > 0:
         fit, hold = stratified_split(feats.y_train.astype(int), config.holdout, config.seed)
     views = feats.views + 1
-    rows = (fit[:, None] * views + np.arange(views)).ravel()
+    rows = view_rows(fit, views)
     data = head_data(feats.x_train[rows], feats.y_train[fit].repeat(views), n, config.class_weight)
     stats = standardization(data.x) if config.standardize else None
     if phase == "head":
@@ -130,7 +140,7 @@ def train_phase(
     config, state = loop.config, loop.state
     steps = -(-epoch_rows(config, len(data.x)) // config.batch_size)
     images = len(data.x) // (feats.views + 1)
-    l2 = 1.0 / (2.0 * config.l2_c * images) if config.l2_c else 0.0  # scikit-learn's C: size-free
+    l2 = l2_strength(config.l2_c, images)
     with loop.strategy.scope():
         model = build_head(feats.shape, num_classes, config, stats, l2)
         smoothing = config.label_smoothing or 1e-12  # one-hot targets either way

@@ -25,7 +25,7 @@ import numpy as np
 from edgetl.errors import ConfigError
 from edgetl.train.config import TrainConfig
 from edgetl.train.epochs import compile_model, epoch_rows, schedule
-from edgetl.train.head_fit import head_data, standardization
+from edgetl.train.head_fit import head_data, l2_strength, standardization, view_rows
 
 if TYPE_CHECKING:
     from edgetl.train.trainer import Features
@@ -60,10 +60,10 @@ def fold_score(config: TrainConfig, feats: Features, fit: np.ndarray, held: np.n
 
     set_seed(config.seed)
     views = feats.views + 1
-    rows = (fit[:, None] * views + np.arange(views)).ravel()
+    rows = view_rows(fit, views)
     data = head_data(feats.x_train[rows], feats.y_train[fit].repeat(views), n, config.class_weight)
     stats = standardization(data.x) if config.standardize else None
-    l2 = 1.0 / (2.0 * config.l2_c * len(fit)) if config.l2_c else 0.0
+    l2 = l2_strength(config.l2_c, len(fit))
     model = build_head(feats.shape, n, config, stats, l2)
     order = np.random.default_rng(config.seed).permutation(len(data.x))
     order = np.resize(order, epoch_rows(config, len(data.x)))  # min_steps: small sets go round more than once
