@@ -26,7 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _output import emit, loadavg  # noqa: E402 - benchmarks/ is sys.path[0] when run as a script
+from _features import cached_features  # noqa: E402 - benchmarks/ is sys.path[0] when run as a script
+from _output import emit, loadavg  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ["/work/shared/datasets/cats_and_dogs_filtered", "/work/shared/datasets/flowers"]
@@ -60,21 +61,7 @@ def probe(data: Path, weights: str, work: Path) -> dict:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from edgetl.models.classifier import build_classifier
-    from edgetl.train import distribute
-    from edgetl.train.augment import AugmentParams
-    from edgetl.train.config import load_config
-    from edgetl.train.data import load_dataset
-    from edgetl.train.trainer import extract_features
-
-    config = load_config(
-        ROOT / "configs" / "mobilenet_v2.yaml",
-        {"data": str(data), "weights": weights, "cache_dir": str(CACHE or work / "cache")},
-    )
-    strategy, workers = distribute.make_strategy("default")
-    dataset = load_dataset(config.data, config.val_split, config.seed)
-    _, base, _ = build_classifier(config, len(dataset.classes))
-    feats, _ = extract_features(config, dataset, base, AugmentParams.from_config(config), strategy, workers, print)
+    feats, _ = cached_features(str(data), weights, str(CACHE or work / "cache"))
     start = time.time()
     model = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=10, cv=5, max_iter=3000))
     model.fit(feats.x_clean.reshape(len(feats.y_train), -1), feats.y_train.astype(int))

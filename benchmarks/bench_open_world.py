@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _output import emit, loadavg  # noqa: E402 - benchmarks/ is sys.path[0] when run as a script
+from _features import cached_features  # noqa: E402 - benchmarks/ is sys.path[0] when run as a script
+from _output import emit, loadavg  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = {
@@ -41,29 +42,14 @@ WEIGHTS = "/work/shared/weights/mobilenet_v2_1.0_224_imagenet_dequant_no_top.h5"
 
 def features(data: str, cache: Path) -> dict:
     """Pooled clean features (train, val) and labels of one data set, from edgetl's feature cache."""
-    from edgetl.models.classifier import build_classifier
-    from edgetl.train import distribute
-    from edgetl.train.augment import AugmentParams
-    from edgetl.train.config import load_config
-    from edgetl.train.data import load_dataset
-    from edgetl.train.trainer import extract_features
-
-    config = load_config(
-        ROOT / "configs" / "mobilenet_v2.yaml", {"data": data, "weights": WEIGHTS, "cache_dir": str(cache)}
-    )
-    strategy, workers = distribute.make_strategy("default")
-    dataset = load_dataset(config.data, config.val_split, config.seed)
-    _, base, _ = build_classifier(config, len(dataset.classes))
-    feats, dataset = extract_features(
-        config, dataset, base, AugmentParams.from_config(config), strategy, workers, print
-    )
+    feats, classes = cached_features(data, WEIGHTS, str(cache))
     pool = lambda x: x.reshape(len(x), -1, x.shape[-1]).mean(axis=1) if x.ndim > 2 else x  # noqa: E731
     return {
         "xt": pool(feats.x_clean),
         "yt": feats.y_train.astype(int),
         "xv": pool(feats.x_val),
         "yv": feats.y_val.astype(int),
-        "classes": dataset.classes,
+        "classes": classes,
     }
 
 
