@@ -111,3 +111,39 @@ def test_unknown_class_folder_is_an_error(bundle, labelled, tmp_path):
     shutil.copytree(data / "red", data / "green")
     result = CliRunner().invoke(main, ["validate", str(bundle), "--data", str(data)])
     assert result.exit_code == 2 and "green" in result.output and "Traceback" not in result.output
+
+
+def test_another_architecture_adds_its_section_and_keeps_the_main_report(bundle, labelled, tmp_path, monkeypatch):
+    """`edgetl validate` on the Pi (aarch64, no Keras model there) for a bundle validated on the
+    workstation: its accuracy goes under "architectures" next to the workstation's, and the report shows both."""
+    import platform
+
+    from edgetl.cli import main
+    from edgetl.export import validate
+
+    copy = tmp_path / "b"
+    shutil.copytree(bundle, copy)
+    args = ["validate", str(copy), "--data", str(labelled), "--json"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    host = platform.machine()
+    monkeypatch.setattr(validate, "machine", lambda: {"arch": "aarch64", "python": "3.11.2", "packages": {}})
+    monkeypatch.setattr(validate, "_source_model", lambda bundle: None)  # the device has no TensorFlow
+    result = CliRunner().invoke(main, [*args, "--formats", "tflite-int8"])
+    assert result.exit_code == 0, result.output[-2000:]
+    assert json.loads(result.stdout)["reference"] == "tflite-float32"  # what the device measured
+    saved = json.loads((copy / "validation.json").read_text())
+    assert saved["machine"]["arch"] == host and saved["reference"] == "keras" and "onnx" in saved["formats"]
+    sections = saved["architectures"]
+    assert set(sections) == {host, "aarch64"}
+    assert sections["aarch64"]["formats"]["tflite-int8"]["accuracy"] == pytest.approx(6 / 7)
+    assert set(sections["aarch64"]["formats"]) == {"tflite-float32", "tflite-int8"}
+    assert sections["aarch64"]["images_id"] == sections[host]["images_id"]
+
+    assert CliRunner().invoke(main, ["report", str(copy)]).exit_code == 0
+    md = (copy / "report.md").read_text()
+    assert "## Accuracy per architecture" in md and f"aarch64 - {host} (pp)" in md
+    assert "not the same images" not in md
+
+    monkeypatch.undo()
+    assert CliRunner().invoke(main, args).exit_code == 0  # the workstation again: main report renewed, arm64 kept
+    assert set(json.loads((copy / "validation.json").read_text())["architectures"]) == {host, "aarch64"}

@@ -9,8 +9,11 @@ gated by --max-drop. The report goes into validation.json and a summary into the
 
 from __future__ import annotations
 
+import hashlib
 import json
+import platform
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +80,8 @@ def validate_bundle(
         "max_drop_pp": max_drop,
         "reference": reference,
         "skipped_images": evalset.skipped,
+        "machine": machine(),
+        "images_id": images_id(evalset.paths),
         "formats": {},
         "disagreements": {},
     }
@@ -161,8 +166,57 @@ def disagreements(evalset: EvalSet, ref_pred: np.ndarray, pred: np.ndarray, refe
     ]
 
 
+def machine() -> dict[str, Any]:
+    """Where a validation ran: int8 kernels differ between x86 and ARM, so results are kept per architecture."""
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    dists = ("numpy", "pillow", "ai-edge-litert", "tflite-runtime", "onnxruntime")
+    return {
+        "arch": platform.machine(),
+        "python": platform.python_version(),
+        "packages": {d: v for d in dists if (v := version(d))},
+    }
+
+
+def images_id(paths: list[str]) -> str:
+    """A short hash of the images' <class>/<file> names: the same id on two machines means the same val set."""
+    names = sorted("/".join(Path(p).parts[-2:]) for p in paths)
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
+
+
+def architecture_sections(previous: dict | None, report: dict[str, Any]) -> dict[str, Any]:
+    """{arch: accuracy per format on that architecture}, this run's added to what the file already holds."""
+    sections = dict((previous or {}).get("architectures", {}))
+    sections[report["machine"]["arch"]] = {
+        "num_images": report["num_images"],
+        "images_id": report["images_id"],
+        "reference": report["reference"],
+        "machine": report["machine"],
+        "formats": {f: {k: e[k] for k in ("accuracy", "drop_pp", "agreement")} for f, e in report["formats"].items()},
+    }
+    return sections
+
+
 def write_report(bundle: Bundle, report: dict[str, Any]) -> None:
-    atomic.write_text(bundle.root / VALIDATION, json.dumps(report, indent=1))
+    """validation.json and the manifest summary. A run on another architecture than the file's main
+    report (e.g. `edgetl validate` on the Pi for a bundle validated on the workstation) only adds its
+    section under "architectures": the main report stays the one measured against the Keras model."""
+    path = bundle.root / VALIDATION
+    try:
+        previous = json.loads(path.read_text()) if path.exists() else None
+    except (OSError, ValueError):  # unreadable: replaced by this run's report
+        previous = None
+    report["architectures"] = architecture_sections(previous, report)
+    main_arch = ((previous or {}).get("machine") or {}).get("arch")
+    if main_arch not in (None, report["machine"]["arch"]):
+        atomic.write_text(path, json.dumps({**previous, "architectures": report["architectures"]}, indent=1))
+        return
+    atomic.write_text(path, json.dumps(report, indent=1))
     manifest = dict(bundle.manifest)
     manifest["validation"] = {
         "file": VALIDATION,

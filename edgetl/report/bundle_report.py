@@ -198,9 +198,35 @@ def regression_grids(doc: Doc, root: Path, manifest: dict, validation: dict | No
             doc.note(f"Showing {MAX_THUMBNAILS} of {len(lost)}; all are listed in validation.json.")
 
 
+def architectures_table(doc: Doc, root: Path, manifest: dict, validation: dict | None) -> None:
+    """Accuracy per format on each architecture `edgetl validate` ran on (x86 workstation, arm64 device)."""
+    sections = (validation or {}).get("architectures") or {}
+    if len(sections) < 2:
+        return
+    archs = sorted(sections, key=lambda a: (a != (validation.get("machine") or {}).get("arch"), a))
+    doc.h2("Accuracy per architecture")
+    formats = ordered({f: None for a in archs for f in sections[a]["formats"]})
+    first = archs[0]
+    rows = []
+    for fmt in formats:
+        acc = [sections[a]["formats"].get(fmt, {}).get("accuracy") for a in archs]
+        diffs = [num((x - acc[0]) * 100) if x is not None and acc[0] is not None else "-" for x in acc[1:]]
+        rows.append((fmt, *map(pct, acc), *diffs))
+    doc.table(("format", *archs, *(f"{a} - {first} (pp)" for a in archs[1:])), rows)
+    machines = "; ".join(
+        f"{a}: Python {sections[a]['machine'].get('python')}, "
+        + ", ".join(f"{k} {v}" for k, v in sections[a]["machine"].get("packages", {}).items())
+        + f", {sections[a]['num_images']} images"
+        for a in archs
+    )
+    same = len({sections[a]["images_id"] for a in archs}) == 1
+    doc.note(machines + ("" if same else ". WARNING: not the same images on every architecture."))
+
+
 BUNDLE_SECTIONS: tuple[Callable[[Doc, Path, dict, Any], None], ...] = (
     bundle_summary,
     formats_table,
+    architectures_table,
     open_world_section,
     per_class_table,
     confusion_pairs,
