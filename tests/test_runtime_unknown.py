@@ -113,6 +113,33 @@ def test_head_change_detected_and_add_class(world):
         more.add_class("a", shots)
 
 
+def test_head_identity_is_its_content_not_numpys_npz_bytes(world, monkeypatch):
+    """A Pi keeps NumPy 1.24 (apt's Picamera2), the workstation has NumPy 2: both serialise the same
+    head.npz arrays to different bytes. The statistics must still recognise the exported head there."""
+    import dataclasses
+    import hashlib
+
+    head = world["head"]
+    det = fit_unknown(head, world["x"], world["y"], world["held"], rank=8)
+    legacy = hashlib.sha256(head.to_bytes()).hexdigest()
+    monkeypatch.setattr(NumpyHead, "to_bytes", lambda self: b"another NumPy's npz bytes")  # as on the device
+    assert det.fits(head) and head_id(head) == det.head_sha256
+    copy = NumpyHead(
+        list(head.classes),
+        "none",
+        "softmax",
+        "linear",
+        [w.astype(np.float64) for w in head.weights],
+        [b.copy() for b in head.biases],
+    )
+    assert head_id(copy) == head_id(head)  # the same numbers in another dtype or array are the same head
+    renamed = NumpyHead(["a", "b", "x"], "none", "softmax", "linear", head.weights, head.biases)
+    assert head_id(renamed) != head_id(head)
+    monkeypatch.undo()
+    old = dataclasses.replace(det, head_sha256=legacy)  # bundles exported before the change
+    assert old.fits(head)
+
+
 def test_bad_input_refused(world):
     head = world["head"]
     with pytest.raises(ValueError, match="every class"):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,7 +42,21 @@ DEFAULT_ACCEPT = 0.95
 
 
 def head_id(head: NumpyHead) -> str:
-    """sha256 of the head's bytes: the statistics' energy term belongs to exactly this head."""
+    """sha256 of the head's content (settings, classes, little-endian float32 weights): the statistics'
+    energy term belongs to exactly this head. Not of its .npz bytes: NumPy 1 and 2 serialise the same
+    arrays differently, and a Pi keeps NumPy 1.24 while the workstation has NumPy 2 (scripts/arm64_device_check.py)."""
+    digest = hashlib.sha256()
+    settings = [head.pooling, head.output, head.activation, *head.classes]
+    digest.update(json.dumps(settings).encode())
+    for w, b in zip(head.weights, head.biases):
+        for array in (w, b):
+            array = np.ascontiguousarray(array, dtype="<f4")
+            digest.update(repr(array.shape).encode() + array.tobytes())
+    return digest.hexdigest()
+
+
+def _legacy_head_id(head: NumpyHead) -> str:
+    """How bundles exported before 2026-12-02 identify the head: valid only under the same NumPy major."""
     return hashlib.sha256(head.to_bytes()).hexdigest()
 
 
@@ -123,7 +138,8 @@ class UnknownDetector:
 
     def fits(self, head: NumpyHead) -> bool:
         """False when the head changed since fitting (update-head, rollback): refit, or use it feature-only."""
-        return self.head_sha256 == head_id(head) and list(self.classes) == list(head.classes)
+        same = self.head_sha256 in (head_id(head), _legacy_head_id(head))
+        return same and list(self.classes) == list(head.classes)
 
     def gaussians(self) -> ClassGaussians:
         """The classes as Gaussians in raw pooled-feature space, for `imprint`.
