@@ -84,6 +84,9 @@ def test_manifest_hashes_quant_params_and_validation(exported):
     assert int8["input"]["dtype"] == "uint8" and int8["output"]["dtype"] == "uint8"
     assert int8["input"]["scale"] > 0 and 0 <= int8["input"]["zero_point"] <= 255
     assert int8["ladder"]["passed_rung"] == "int8"
+    # ONNX int8 is U8U8 from the first rung: S8S8 saturates on x86 without VNNI but not on ARM (docs/arm64.md)
+    assert manifest["models"]["onnx-int8"]["quantization"]["unsigned"] is True
+    assert manifest["models"]["onnx-int8"]["ladder"]["passed_rung"] == "int8"
     assert manifest["models"]["tflite-float32"]["input"]["dtype"] == "float32"
     assert manifest["source_run"]["path"] == str(run.resolve())
     validation = json.loads((bundle / "validation.json").read_text())

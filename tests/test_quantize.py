@@ -232,7 +232,7 @@ def test_histogram_calibration_reads_images_in_chunks(tmp_path, monkeypatch, met
 
 @pytest.mark.parametrize("unsigned, dtype", [(False, "INT8"), (True, "UINT8")])
 def test_onnx_uint8_rung_quantizes_weights_and_activations_unsigned(tmp_path, unsigned, dtype):
-    """QuantSpec.unsigned (the ONNX ladder's 'uint8' rung) writes U8U8 QDQ nodes that still follow the float model."""
+    """QuantSpec.unsigned (what onnx-int8 exports) writes U8U8 QDQ nodes that still follow the float model."""
     import onnx
     import onnxruntime as ort
 

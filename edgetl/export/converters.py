@@ -78,6 +78,7 @@ CONVERTERS: dict[str, Converter] = {
     "tflite-dynamic": Converter(to_tflite, lambda o: QuantSpec(weights="dynamic")),
     "tflite-int8": Converter(to_tflite, _int8, TFLITE_LADDER),
     "onnx": Converter(to_onnx, lambda o: QuantSpec()),
-    "onnx-int8": Converter(to_onnx_int8, lambda o: _int8(o).replace(io="float32"), ONNX_LADDER),
+    # U8U8: the only ONNX int8 whose outputs are identical on an x86 workstation and an ARM device (docs/arm64.md)
+    "onnx-int8": Converter(to_onnx_int8, lambda o: _int8(o).replace(io="float32", unsigned=True), ONNX_LADDER),
     "tflite-qat-int8": Converter(to_tflite, _int8),  # built from the QAT model (edgetl.export.qat)
 }

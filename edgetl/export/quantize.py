@@ -37,9 +37,12 @@ class QuantSpec:
       method: ONNX calibration method (minmax | entropy | percentile).
       per_channel: per-channel weight scales (ONNX; TFLite always is).
       float_ends: keep the first conv and the last dense layer in float.
-      unsigned: ONNX uint8 weights and activations (U8U8). On x86 CPUs without VNNI, onnxruntime's
-        U8S8/S8S8 kernels (VPMADDUBSW) can saturate: measured on MobileNetV2 features, 45 % mean
-        relative error against float with S8S8, 24 % with U8U8 (TFLite int8: 12 %).
+      unsigned: ONNX uint8 weights and activations (U8U8), what onnx-int8 exports. On x86 CPUs
+        without VNNI, onnxruntime's U8S8/S8S8 kernels (VPMADDUBSW) can saturate: measured on
+        MobileNetV2 features, 45 % mean relative error against float with S8S8, 24 % with U8U8
+        (TFLite int8: 12 %). ARM computes S8S8 exactly, so an S8S8 model validated on such a
+        workstation answers differently on a Pi (up to 0.27 in probability on cats/dogs); U8U8
+        outputs were bit-identical on x86 and an emulated Cortex-A76 (docs/arm64.md).
     """
 
     weights: str = "float32"
