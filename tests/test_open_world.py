@@ -76,6 +76,13 @@ def test_statistics_travel_from_the_run_into_the_bundle_and_validation(exported)
     assert entry["file"] == "head.openworld.npz" and (bundle / entry["file"]).is_file()
     assert entry["accept"] == 0.95 and entry["temperature"] > 0
     assert json.loads((root / "run" / "run.json").read_text())["files"]["openworld.npz"]["sha256"]
+    from edgetl.runtime.head import NumpyHead
+    from edgetl.runtime.openworld import OpenWorld
+    from edgetl.runtime.unknown import head_id
+
+    # bound to the head's content id, which a device with another NumPy recomputes identically
+    world = OpenWorld.load(bundle / entry["file"])
+    assert world.detector.head_sha256 == head_id(NumpyHead.load(bundle / "head.npz"))
     formats = result["validation"]["formats"]
     # the split int8 form is not checked here: this random 32 px base's int8 features are too coarse for the
     # feature-distance test (37 % unknown); on real photos it matches float (cats_and_dogs, MobileNetV2:

@@ -229,7 +229,9 @@ def write_head(sources: Sources, folder: Path, split: bool) -> tuple[dict | None
         return head_entry, None
     if not world.fits(numpy_head):
         raise ExportError(f"{sources.run.root}: openworld.npz belongs to another head; retrain the run")
-    entry = file_entry(folder, world.save(folder / "head.openworld.npz"))
+    # stamped with the head's content id, which the device can recompute under any NumPy (a run
+    # trained before that id existed carries the npz-bytes id, which a Pi's NumPy 1 cannot match)
+    entry = file_entry(folder, world.rebind(numpy_head).save(folder / "head.openworld.npz"))
     return head_entry, {
         **entry,
         "temperature": round(world.temperature, 6),
