@@ -129,25 +129,33 @@ def test_seeded_runs_are_identical_and_resume_continues_exactly(tmp_path, tiny_c
     assert phases[0] == "head" and "refit" in phases and phases[-1] == "fine_tune"  # 3 of 15 images held out
     assert first["epochs_run"] == len(phases) and first["val_accuracy"] > 0.5
 
-    # killed in each phase (early-stopping state, the holdout head's statistics, the phase's epochs),
-    # a rerun continues exactly where the uninterrupted run went
-    for kill_at in (1, phases.index("refit"), phases.index("fine_tune")):
-        config = tiny_config(data, out=str(tmp_path / f"c{kill_at}"), **settings)
+    # one run folder killed in each phase in turn (early-stopping state, the holdout head's statistics, the
+    # phase's epochs): each rerun starts right after the epoch it was killed in and goes exactly where the
+    # uninterrupted run went (the epochs it runs, then the final numbers). One chained folder instead of a
+    # fresh folder per kill point: 4 train() calls instead of 6, every resume is still from a kill.
+    config = tiny_config(data, out=str(tmp_path / "c"), **settings)
+    expected = [(phase, epoch) for epoch, phase in enumerate(phases)]
+    kills = (1, phases.index("refit"), phases.index("fine_tune"))
+    resumed_from = 0
+    for kill_at in kills:
+        seen = []
 
-        def stop_there(phase, epoch, kill_at=kill_at):
+        def stop_there(phase, epoch, kill_at=kill_at, seen=seen):
+            seen.append((phase, epoch))
             if epoch == kill_at:
                 raise Stop
 
         with pytest.raises(Stop):
             train(config, epoch_hook=stop_there, echo=lambda _: None)
-        assert not (tmp_path / f"c{kill_at}" / "run.json").exists()  # interrupted: the folder is not complete
-        seen = []
-        resumed = train(
-            config, epoch_hook=lambda phase, epoch, seen=seen: seen.append((phase, epoch)), echo=lambda _: None
-        )
-        assert resumed["resumed_from_epoch"] == kill_at + 1
-        assert seen == [(phase, epoch) for epoch, phase in enumerate(phases)][kill_at + 1 :]
-        assert _strip(resumed) == _strip(first)  # tolerance: exact
+        assert seen == expected[resumed_from : kill_at + 1]  # resumed where the last kill left off
+        assert not (tmp_path / "c" / "run.json").exists()  # interrupted: the folder is not complete
+        resumed_from = kill_at + 1
+    seen = []
+    resumed = train(config, epoch_hook=lambda phase, epoch: seen.append((phase, epoch)), echo=lambda _: None)
+    assert resumed["resumed_from_epoch"] == kills[-1] + 1
+    assert seen == expected[kills[-1] + 1 :]
+    assert _strip(resumed) == _strip(first)  # tolerance: exact
+    assert (tmp_path / "c" / "history.csv").read_text() == (tmp_path / "a" / "history.csv").read_text()
     fresh = train(config, resume=False, echo=lambda _: None)
     assert fresh["resumed_from_epoch"] == 0 and _strip(fresh) == _strip(first)
 
