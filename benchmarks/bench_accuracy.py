@@ -8,6 +8,7 @@ For each data set (default: both sets in ../shared/datasets), on one feature cac
             features of the train split: the reference every training change is judged against;
   tutorial  configs/tutorial_mobilenet_v2.yaml (the TF tutorial's recipe: Adam 1e-4, 10 epochs);
   default   configs/mobilenet_v2.yaml (edgetl's head recipe);
+  logistic  the default with --head-solver logistic (scikit-learn's L-BFGS fits the same linear head);
   search    the default with --search (--search-budget seconds);
   fine_tune (--fine-tune) configs/flowers_mobilenet_v2.yaml (224 px, top 30 layers fine-tuned);
 and with --export the int8 drop of the default run's fused and split int8 TFLite (edgetl export).
@@ -86,6 +87,7 @@ def bench_set(data: Path, args, work: Path) -> dict:
     entries = {"probe": probe(data, args.weights, work)}
     entries["tutorial"] = train_entry("tutorial_mobilenet_v2.yaml", data, args.weights, work, "tutorial")
     entries["default"] = train_entry("mobilenet_v2.yaml", data, args.weights, work, "default")
+    entries["logistic"] = train_entry("mobilenet_v2.yaml", data, args.weights, work, "logistic", head_solver="logistic")
     entries["search"] = train_entry(
         "mobilenet_v2.yaml", data, args.weights, work, "search", search=True, search_budget=args.search_budget
     )

@@ -31,7 +31,9 @@ def test_search_is_seeded_writes_its_choice_and_the_run_reproduces_without_it(tm
     assert len(board) == 3 and board == _board(runs[1] / "search.csv")  # same seed: same trials, same scores
     assert [int(r["rank"]) for r in board] == [1, 2, 3]
     first = next(r for r in board if r["trial"] == "0")  # trial 0: the config as given (tiny_config's values)
-    assert (float(first["learning_rate"]), first["dense_units"]) == (0.03, "none")
+    assert (float(first["learning_rate"]), first["dense_units"], first["head_solver"]) == (0.03, "none", "keras")
+    probe = next(r for r in board if r["trial"] == "1")  # trial 1: logistic regression at the config's C
+    assert (probe["head_solver"], float(probe["l2_c"])) == ("logistic", 0.003)
     assert float(board[0]["score"]) >= max(float(r["score"]) for r in board)
     assert metrics[0]["search"]["trials"] == 3 and metrics[0]["search_seconds"] > 0
 
@@ -40,6 +42,7 @@ def test_search_is_seeded_writes_its_choice_and_the_run_reproduces_without_it(tm
     assert chosen["learning_rate"] == pytest.approx(float(board[0]["learning_rate"]), rel=1e-5)
     assert chosen["l2_c"] == pytest.approx(float(board[0]["l2_c"]), rel=1e-5)
     assert list(chosen["dense_units"]) == [int(w) for w in board[0]["dense_units"].split() if w != "none"]
+    assert chosen["head_solver"] == board[0]["head_solver"]
 
     again = load_config(runs[0] / "config.yaml").replace(out=str(tmp_path / "again"), cache_dir=str(tmp_path / "cache"))
     repeated = train(again, echo=lambda _: None)
@@ -61,7 +64,7 @@ def test_search_scores_only_training_images(tmp_path, tiny_config):
     y = np.repeat([0, 1], 10)
     x = (rng.normal(size=(20, 2, 4)) + y[:, None, None] * 3).reshape(40, 4).astype(np.float32)
     feats = Features(x, y, np.full((4, 4), np.nan, np.float32), np.array([0, 1, 0, 1]), 1, (4,), ([], []), {})
-    config = tiny_config(tmp_path, search_trials=2, search_folds=4, min_steps=0, epochs=3)
+    config = tiny_config(tmp_path, search_trials=2, search_folds=4, min_steps=0, epochs=3, l2_c=1.0)
     chosen, record, board = search_head(config, feats, 2, echo=lambda _: None)
     assert record["folds"] == 4 and record["trials"] == 2 and not chosen.search
     assert record["cv_accuracy"] > 0.9  # NaN val features would have poisoned any score that read them

@@ -62,6 +62,12 @@ class TrainConfig:
         choices=("nearest", "reflect"),
     )
     # optimisation of the head
+    head_solver: str = _f(
+        "keras",
+        "How the head is fitted: keras (gradient descent, any head) or logistic (scikit-learn's "
+        "LogisticRegression, L-BFGS, with --l2-c and class weights: a linear head, no --dense-units).",
+        choices=("keras", "logistic"),
+    )
     optimizer: str = _f("adam", "Optimizer of the head.", choices=("adam", "rmsprop", "sgd"))
     learning_rate: float = _f(1e-3, "Learning rate of the head (the peak, with a schedule).", low=1e-8, high=1.0)
     lr_schedule: str = _f("cosine", "Learning-rate schedule of the head.", choices=("constant", "cosine"))
@@ -194,6 +200,8 @@ def validate(config: TrainConfig) -> None:
                 raise ConfigError(f"config key '{name}' must be between {low} and {high}; got {value!r}")
     if any(u <= 0 for u in config.dense_units):
         raise ConfigError(f"config key 'dense_units' must hold positive integers; got {list(config.dense_units)}")
+    if config.head_solver == "logistic" and config.dense_units:
+        raise ConfigError("head_solver logistic fits a linear head: dense_units must be empty")
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -153,9 +153,40 @@ def train_phase(
     offset = _offset(loop, phase)
     first = state.epoch + 1 if state and state.phase == phase else offset
     validation = (feats.x_val, targets(feats.y_val, num_classes))
+    if config.head_solver == "logistic":  # one "epoch": the solver runs to convergence
+        if first < offset + 1:
+            fit_logistic(model, data, config.l2_c, images)
+            logs = _evaluate(model, data.x, data.y, data.weights)
+            logs.update({f"val_{k}": v for k, v in _evaluate(model, *validation).items()})
+            loop.end_epoch(phase, model, optimizer, offset, logs, stop)
+        return model
     callbacks = tensorboard_logs.callbacks(config, loop.out, phase)
     run_head_phase(phase, model, optimizer, first, offset + epochs, data, validation, loop, callbacks, stop)
     return model
+
+
+def fit_logistic(model, data: HeadData, l2_c: float, images: int) -> None:
+    """Fit a linear head's output layer with scikit-learn's LogisticRegression (L-BFGS, to convergence).
+
+    It sees what feeds that layer (standardized, pooled features). C is scaled so that the penalty is
+    the Keras solver's, |W|^2 / (2 C N) on the mean loss with N images, whatever the views per image.
+    Two classes: binary logistic regression is the sigmoid unit; more: multinomial is the softmax."""
+    from sklearn.linear_model import LogisticRegression
+
+    from edgetl._tf import keras
+
+    output = model.get_layer("predictions")
+    inputs = keras.Model(model.input, output.input).predict(data.x, batch_size=1024, verbose=0)
+    y = data.y[:, 0] if data.y.shape[1] == 1 else data.y.argmax(axis=1)
+    c = l2_c * images / len(data.x) if l2_c else np.inf
+    solver = LogisticRegression(C=c, max_iter=3000, tol=1e-5)
+    solver.fit(inputs.astype(np.float64), y.astype(int), sample_weight=data.weights)
+    output.set_weights([solver.coef_.T.astype(np.float32), solver.intercept_.astype(np.float32)])
+
+
+def _evaluate(model, x, y, weights=None) -> dict:
+    values = model.evaluate(x, y, sample_weight=weights, batch_size=1024, verbose=0, return_dict=True)
+    return {k: float(v) for k, v in values.items()}
 
 
 def score_head(config: TrainConfig, feature_head, feats: Features, num_classes: int) -> tuple[np.ndarray, float]:

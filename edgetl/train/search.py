@@ -3,12 +3,14 @@
     cached features of the training images (never the val split)
       --StratifiedKFold by image (config.search_folds)--> per trial: the head fitted on k-1 folds (every
       cached view), scored on the clean view of the held-out fold's images
-      --Optuna TPE (seeded; trial 0 is the config as given), at most config.search_trials trials within
-        config.search_budget seconds-->
+      --Optuna TPE (seeded; trial 0 is the config as given, trial 1 scikit-learn's logistic regression
+        at its C), at most config.search_trials trials within config.search_budget seconds-->
     leaderboard (search.csv, printed, a chart in the report) and the best settings, which replace the
     config's (search off): the normal head recipe trains with them and config.yaml records them, so the
     run reproduces without searching again.
 
+Space: the solver (keras: learning rate, L2 as C, dropout, label smoothing, hidden width none / 256 /
+1024; logistic: a linear head fitted by L-BFGS to convergence, C only, a trial in about a second).
 Score: mean held-out accuracy, ties broken by the lower log loss (score = accuracy - 0.01 * log loss).
 Optuna does the sampling and the time budget; scikit-learn the folds.
 """
@@ -25,12 +27,15 @@ import numpy as np
 from edgetl.errors import ConfigError
 from edgetl.train.config import TrainConfig
 from edgetl.train.epochs import compile_model, epoch_rows, schedule
-from edgetl.train.head_fit import head_data, l2_strength, standardization, view_rows
+from edgetl.train.head_fit import fit_logistic, head_data, l2_strength, standardization, view_rows
 
 if TYPE_CHECKING:
     from edgetl.train.trainer import Features
 
 WIDTHS = {"none": (), "256": (256,), "1024": (1024,)}
+SOLVERS = ("keras", "logistic")
+KERAS_ONLY = ("learning_rate", "dropout", "label_smoothing")  # what a logistic head does not use
+SETTINGS = ("head_solver", "l2_c", *KERAS_ONLY, "dense_units")
 COLUMNS = (
     "rank",
     "trial",
@@ -38,15 +43,20 @@ COLUMNS = (
     "cv_accuracy",
     "cv_log_loss",
     "seconds",
-    *("learning_rate", "l2_c", "dropout", "label_smoothing", "dense_units"),
+    *SETTINGS,
 )
 
 
-def suggest(trial) -> dict:
-    """One point of the search space, as TrainConfig fields."""
+def suggest(trial, config: TrainConfig) -> dict:
+    """One point of the search space, as TrainConfig fields (a logistic head has only C to choose)."""
+    solver = trial.suggest_categorical("head_solver", SOLVERS)
+    l2_c = trial.suggest_float("l2_c", 1e-4, 1.0, log=True)
+    if solver == "logistic":
+        return {"head_solver": solver, "l2_c": l2_c, "dense_units": (), **{k: getattr(config, k) for k in KERAS_ONLY}}
     return {
+        "head_solver": solver,
+        "l2_c": l2_c,
         "learning_rate": trial.suggest_float("learning_rate", 3e-4, 1e-2, log=True),
-        "l2_c": trial.suggest_float("l2_c", 1e-4, 1.0, log=True),
         "dropout": trial.suggest_float("dropout", 0.0, 0.5),
         "label_smoothing": trial.suggest_float("label_smoothing", 0.0, 0.2),
         "dense_units": WIDTHS[trial.suggest_categorical("dense_units", list(WIDTHS))],
@@ -65,6 +75,21 @@ def fold_score(config: TrainConfig, feats: Features, fit: np.ndarray, held: np.n
     stats = standardization(data.x) if config.standardize else None
     l2 = l2_strength(config.l2_c, len(fit))
     model = build_head(feats.shape, n, config, stats, l2)
+    if config.head_solver == "logistic":
+        fit_logistic(model, data, config.l2_c, len(fit))
+    else:
+        _fit_keras(model, config, data, n)
+    probs = np.clip(model.predict(feats.x_clean[held], batch_size=256, verbose=0).astype(np.float64), 1e-7, 1 - 1e-7)
+    y = feats.y_train[held].astype(int)
+    if probs.shape[1] == 1:
+        predicted, loss = (probs[:, 0] > 0.5).astype(int), -np.log(np.where(y == 1, probs[:, 0], 1 - probs[:, 0]))
+    else:
+        predicted, loss = probs.argmax(axis=1), -np.log(probs[np.arange(len(y)), y])
+    keras.backend.clear_session()
+    return float(np.mean(predicted == y)), float(loss.mean())
+
+
+def _fit_keras(model, config: TrainConfig, data, n: int) -> None:
     order = np.random.default_rng(config.seed).permutation(len(data.x))
     order = np.resize(order, epoch_rows(config, len(data.x)))  # min_steps: small sets go round more than once
     steps = -(-len(order) // config.batch_size) * config.epochs
@@ -79,14 +104,6 @@ def fold_score(config: TrainConfig, feats: Features, fit: np.ndarray, held: np.n
         shuffle=True,
         verbose=0,
     )
-    probs = np.clip(model.predict(feats.x_clean[held], batch_size=256, verbose=0).astype(np.float64), 1e-7, 1 - 1e-7)
-    y = feats.y_train[held].astype(int)
-    if probs.shape[1] == 1:
-        predicted, loss = (probs[:, 0] > 0.5).astype(int), -np.log(np.where(y == 1, probs[:, 0], 1 - probs[:, 0]))
-    else:
-        predicted, loss = probs.argmax(axis=1), -np.log(probs[np.arange(len(y)), y])
-    keras.backend.clear_session()
-    return float(np.mean(predicted == y)), float(loss.mean())
 
 
 def search_head(config: TrainConfig, feats: Features, num_classes: int, echo=print) -> tuple[TrainConfig, dict, str]:
@@ -104,16 +121,19 @@ def search_head(config: TrainConfig, feats: Features, num_classes: int, echo=pri
     start, rows = time.time(), []
 
     deadline = start + config.search_budget
+    fold_seconds: dict[str, float] = {}  # the longest fold seen per solver
 
     def objective(trial) -> float:
         began = time.time()
-        settings = suggest(trial)
+        settings = suggest(trial, config)
         trial_config = config.replace(**settings)
-        scores = []
-        for fit, held in splits:  # a trial past the budget stops between folds (the first always finishes)
-            if rows and time.time() > deadline:
+        scores, solver = [], settings["head_solver"]
+        for fit, held in splits:  # no fold starts that would end past the budget (once a trial has finished)
+            if rows and time.time() + fold_seconds.get(solver, 0.0) > deadline:
                 raise optuna.TrialPruned("search budget spent")
+            fold_start = time.time()
             scores.append(fold_score(trial_config, feats, fit, held, num_classes))
+            fold_seconds[solver] = max(fold_seconds.get(solver, 0.0), time.time() - fold_start)
         accuracy, loss = (float(np.mean(v)) for v in zip(*scores))
         score = accuracy - 0.01 * loss
         rows.append(
@@ -134,22 +154,16 @@ def search_head(config: TrainConfig, feats: Features, num_classes: int, echo=pri
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=config.seed))
     width = next((key for key, units in WIDTHS.items() if units == tuple(config.dense_units)), None)
     if width is not None:  # trial 0 is the config as given: the search can only pick what scores better
-        study.enqueue_trial(
-            {
-                "learning_rate": config.learning_rate,
-                "l2_c": config.l2_c,
-                "dropout": config.dropout,
-                "label_smoothing": config.label_smoothing,
-                "dense_units": width,
-            },
-            skip_if_exists=True,
-        )
+        given = {k: getattr(config, k) for k in ("head_solver", "l2_c", *KERAS_ONLY)}
+        study.enqueue_trial({**given, "dense_units": width}, skip_if_exists=True)
+    if config.head_solver != "logistic":  # then the linear probe at the config's C: always measured
+        study.enqueue_trial({"head_solver": "logistic", "l2_c": config.l2_c or 1.0}, skip_if_exists=True)
     with tqdm(total=config.search_trials, desc=f"search ({folds}-fold CV)", unit="trial", leave=False) as bar:
         study.optimize(objective, n_trials=config.search_trials, timeout=config.search_budget)
     rows.sort(key=lambda r: (-r["score"], r["trial"]))
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
-    best = {k: rows[0][k] for k in ("learning_rate", "l2_c", "dropout", "label_smoothing", "dense_units")}
+    best = {k: rows[0][k] for k in SETTINGS}
     for row in rows[:5]:
         echo(
             f"search #{row['rank']}: cv_accuracy {row['cv_accuracy']:.4f} log_loss {row['cv_log_loss']:.4f} "
