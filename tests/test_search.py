@@ -43,6 +43,9 @@ def test_search_is_seeded_writes_its_choice_and_the_run_reproduces_without_it(tm
     assert chosen["l2_c"] == pytest.approx(float(board[0]["l2_c"]), rel=1e-5)
     assert list(chosen["dense_units"]) == [int(w) for w in board[0]["dense_units"].split() if w != "none"]
     assert chosen["head_solver"] == board[0]["head_solver"]
+    assert chosen["augment_views"] == int(board[0]["augment_views"])  # views searched within the cache (0-1)
+    assert {int(r["augment_views"]) for r in board} <= {0, 1}
+    assert metrics[0]["num_train_views"] == metrics[0]["num_train"] * (chosen["augment_views"] + 1)
 
     again = load_config(runs[0] / "config.yaml").replace(out=str(tmp_path / "again"), cache_dir=str(tmp_path / "cache"))
     repeated = train(again, echo=lambda _: None)
@@ -69,3 +72,15 @@ def test_search_scores_only_training_images(tmp_path, tiny_config):
     assert record["folds"] == 4 and record["trials"] == 2 and not chosen.search
     assert record["cv_accuracy"] > 0.9  # NaN val features would have poisoned any score that read them
     assert board.splitlines()[0].startswith("rank,trial,score,cv_accuracy")
+
+
+def test_first_views_keeps_each_images_clean_row_and_its_first_augmented_views():
+    from edgetl.train.trainer import Features
+
+    x = np.arange(4 * 3 * 2, dtype=np.float32).reshape(12, 2)  # 4 images x (clean + 2 views), 2 features
+    feats = Features(x, np.array([0, 1, 0, 1]), x[:2], np.array([0, 1]), 2, (2,), ([], []), {})
+    one = feats.first_views(1)
+    assert one.views == 1 and one.x_train.shape == (8, 2)
+    np.testing.assert_array_equal(one.x_train, x.reshape(4, 3, 2)[:, :2].reshape(8, 2))
+    np.testing.assert_array_equal(one.x_clean, feats.x_clean)
+    assert feats.first_views(0).x_train.shape == (4, 2) and feats.first_views(5) is feats

@@ -10,7 +10,9 @@
     run reproduces without searching again.
 
 Space: the solver (keras: learning rate, L2 as C, dropout, label smoothing, hidden width none / 256 /
-1024; logistic: a linear head fitted by L-BFGS to convergence, C only, a trial in about a second).
+1024; logistic: a linear head fitted by L-BFGS to convergence, C only, a trial in about a second), and
+for both the augmented views per image, 0 up to those cached (pooling is not searched: it is part of
+the feature cache's identity, so each choice would cost a full extraction).
 Score: mean held-out accuracy, ties broken by the lower log loss (score = accuracy - 0.01 * log loss).
 Optuna does the sampling and the time budget; scikit-learn the folds.
 """
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
 WIDTHS = {"none": (), "256": (256,), "1024": (1024,)}
 SOLVERS = ("keras", "logistic")
 KERAS_ONLY = ("learning_rate", "dropout", "label_smoothing")  # what a logistic head does not use
-SETTINGS = ("head_solver", "l2_c", *KERAS_ONLY, "dense_units")
+SETTINGS = ("head_solver", "l2_c", "augment_views", *KERAS_ONLY, "dense_units")
 COLUMNS = (
     "rank",
     "trial",
@@ -47,15 +49,20 @@ COLUMNS = (
 )
 
 
-def suggest(trial, config: TrainConfig) -> dict:
-    """One point of the search space, as TrainConfig fields (a logistic head has only C to choose)."""
+def suggest(trial, config: TrainConfig, cached_views: int) -> dict:
+    """One point of the search space, as TrainConfig fields (a logistic head has only C to choose).
+
+    Augmented views are searched from 0 to those in the cache (a subset of it: no extraction)."""
     solver = trial.suggest_categorical("head_solver", SOLVERS)
-    l2_c = trial.suggest_float("l2_c", 1e-4, 1.0, log=True)
-    if solver == "logistic":
-        return {"head_solver": solver, "l2_c": l2_c, "dense_units": (), **{k: getattr(config, k) for k in KERAS_ONLY}}
-    return {
+    common = {
         "head_solver": solver,
-        "l2_c": l2_c,
+        "l2_c": trial.suggest_float("l2_c", 1e-4, 1.0, log=True),
+        "augment_views": trial.suggest_int("augment_views", 0, cached_views) if cached_views else config.augment_views,
+    }
+    if solver == "logistic":
+        return {**common, "dense_units": (), **{k: getattr(config, k) for k in KERAS_ONLY}}
+    return {
+        **common,
         "learning_rate": trial.suggest_float("learning_rate", 3e-4, 1e-2, log=True),
         "dropout": trial.suggest_float("dropout", 0.0, 0.5),
         "label_smoothing": trial.suggest_float("label_smoothing", 0.0, 0.2),
@@ -64,14 +71,14 @@ def suggest(trial, config: TrainConfig) -> dict:
 
 
 def fold_score(config: TrainConfig, feats: Features, fit: np.ndarray, held: np.ndarray, n: int) -> tuple[float, float]:
-    """Fit a head with `config` on the images `fit` (all views), -> (accuracy, log loss) on `held` (clean)."""
+    """Fit a head with `config` on the images `fit` (its views), -> (accuracy, log loss) on `held` (clean)."""
     from edgetl._tf import keras, set_seed
     from edgetl.models.classifier import build_head
 
     set_seed(config.seed)
-    views = feats.views + 1
-    rows = view_rows(fit, views)
-    data = head_data(feats.x_train[rows], feats.y_train[fit].repeat(views), n, config.class_weight)
+    used = min(config.augment_views, feats.views) + 1 if config.augment else 1
+    rows = view_rows(fit, feats.views + 1, used)
+    data = head_data(feats.x_train[rows], feats.y_train[fit].repeat(used), n, config.class_weight)
     stats = standardization(data.x) if config.standardize else None
     l2 = l2_strength(config.l2_c, len(fit))
     model = build_head(feats.shape, n, config, stats, l2)
@@ -125,7 +132,7 @@ def search_head(config: TrainConfig, feats: Features, num_classes: int, echo=pri
 
     def objective(trial) -> float:
         began = time.time()
-        settings = suggest(trial, config)
+        settings = suggest(trial, config, feats.views)
         trial_config = config.replace(**settings)
         scores, solver = [], settings["head_solver"]
         for fit, held in splits:  # no fold starts that would end past the budget (once a trial has finished)
@@ -155,9 +162,12 @@ def search_head(config: TrainConfig, feats: Features, num_classes: int, echo=pri
     width = next((key for key, units in WIDTHS.items() if units == tuple(config.dense_units)), None)
     if width is not None:  # trial 0 is the config as given: the search can only pick what scores better
         given = {k: getattr(config, k) for k in ("head_solver", "l2_c", *KERAS_ONLY)}
+        if feats.views:
+            given["augment_views"] = min(config.augment_views, feats.views)
         study.enqueue_trial({**given, "dense_units": width}, skip_if_exists=True)
     if config.head_solver != "logistic":  # then the linear probe at the config's C: always measured
-        study.enqueue_trial({"head_solver": "logistic", "l2_c": config.l2_c or 1.0}, skip_if_exists=True)
+        probe = {"head_solver": "logistic", "l2_c": config.l2_c or 1.0}
+        study.enqueue_trial({**probe, **({"augment_views": feats.views} if feats.views else {})}, skip_if_exists=True)
     with tqdm(total=config.search_trials, desc=f"search ({folds}-fold CV)", unit="trial", leave=False) as bar:
         study.optimize(objective, n_trials=config.search_trials, timeout=config.search_budget)
     rows.sort(key=lambda r: (-r["score"], r["trial"]))

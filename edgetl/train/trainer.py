@@ -20,6 +20,7 @@ TensorBoard (`--tensorboard`): RUN/tensorboard/{head,fine_tune,confusion} (see e
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import time
 from dataclasses import dataclass
@@ -99,6 +100,14 @@ class Features:
     def x_clean(self) -> np.ndarray:
         """The clean view of every training image."""
         return self.x_train.reshape(len(self.y_train), self.views + 1, *self.shape)[:, 0]
+
+    def first_views(self, views: int) -> Features:
+        """The same features with only the first `views` augmented views of each image (what a run with
+        augment_views = views extracts: the cache keys a view by its index, not by the count)."""
+        if views >= self.views:
+            return self
+        x = self.x_train.reshape(len(self.y_train), self.views + 1, *self.shape)[:, : views + 1]
+        return dataclasses.replace(self, x_train=x.reshape(-1, *self.shape), views=views)
 
 
 def extract_features(
@@ -194,6 +203,7 @@ def _train(
     searched = None
     if config.search:  # the chosen settings replace the config's before anything is trained or checkpointed
         config, searched, board = search_head(config, feats, num_classes, echo)
+        feats = feats.first_views(config.augment_views if config.augment else 0)
         if workers.chief:
             atomic.write_text(out / "search.csv", board)
         with strategy.scope():  # the head's shape may have changed (dense_units, dropout)
