@@ -6,6 +6,8 @@ edgetl.models.bases.BASES is tested here without another line.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -29,9 +31,13 @@ def test_base_builds_with_its_feature_size(name):
 
 # One base per preprocessing family that the rest of the suite does not convert already (MobileNet and
 # InceptionV3 go through int8 export in the export tests): [-1, 1] EfficientNet-Lite with ReLU6, and a
-# caffe base whose BGR mean subtraction lives inside the graph. Every base converting takes ~15 min here.
+# caffe base whose BGR mean subtraction lives inside the graph. Every base converting takes ~15 min on
+# two cores: EDGETL_ALL_BASES=1 runs it for every base of the registry (README, "Bases").
+INT8_BASES = sorted(BASES) if os.environ.get("EDGETL_ALL_BASES") == "1" else ["efficientnet_lite0", "resnet50"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["efficientnet_lite0", "resnet50"])
+@pytest.mark.parametrize("name", INT8_BASES)
 def test_base_exports_to_int8_tflite_and_runs_in_the_runtime(name, tmp_path):
     from edgetl._tf import keras
     from edgetl.export.quantize import QuantSpec, tflite_bytes
