@@ -59,10 +59,9 @@ def head_data(x: np.ndarray, y: np.ndarray, num_classes: int, mode: str) -> Head
     return HeadData(x, targets(y, num_classes), None if weights is None else weights[y.astype(int)])
 
 
-def view_rows(images: np.ndarray, views: int, used: int | None = None) -> np.ndarray:
-    """Row indices into Features.x_train (`views` rows per image, clean first) of the first `used`
-    (default: every) views of the given images."""
-    return (images[:, None] * views + np.arange(views if used is None else used)).ravel()
+def view_rows(images: np.ndarray, views: int) -> np.ndarray:
+    """Row indices into Features.x_train of every cached view (clean first) of the given images."""
+    return (images[:, None] * views + np.arange(views)).ravel()
 
 
 def l2_strength(l2_c: float, images: int) -> float:

@@ -71,14 +71,14 @@ def suggest(trial, config: TrainConfig, cached_views: int) -> dict:
 
 
 def fold_score(config: TrainConfig, feats: Features, fit: np.ndarray, held: np.ndarray, n: int) -> tuple[float, float]:
-    """Fit a head with `config` on the images `fit` (its views), -> (accuracy, log loss) on `held` (clean)."""
+    """Fit a head with `config` on the images `fit` (all views), -> (accuracy, log loss) on `held` (clean)."""
     from edgetl._tf import keras, set_seed
     from edgetl.models.classifier import build_head
 
     set_seed(config.seed)
-    used = min(config.augment_views, feats.views) + 1 if config.augment else 1
-    rows = view_rows(fit, feats.views + 1, used)
-    data = head_data(feats.x_train[rows], feats.y_train[fit].repeat(used), n, config.class_weight)
+    views = feats.views + 1
+    rows = view_rows(fit, views)
+    data = head_data(feats.x_train[rows], feats.y_train[fit].repeat(views), n, config.class_weight)
     stats = standardization(data.x) if config.standardize else None
     l2 = l2_strength(config.l2_c, len(fit))
     model = build_head(feats.shape, n, config, stats, l2)
@@ -134,12 +134,13 @@ def search_head(config: TrainConfig, feats: Features, num_classes: int, echo=pri
         began = time.time()
         settings = suggest(trial, config, feats.views)
         trial_config = config.replace(**settings)
+        trial_feats = feats.first_views(trial_config.augment_views if trial_config.augment else 0)
         scores, solver = [], settings["head_solver"]
         for fit, held in splits:  # no fold starts that would end past the budget (once a trial has finished)
             if rows and time.time() + fold_seconds.get(solver, 0.0) > deadline:
                 raise optuna.TrialPruned("search budget spent")
             fold_start = time.time()
-            scores.append(fold_score(trial_config, feats, fit, held, num_classes))
+            scores.append(fold_score(trial_config, trial_feats, fit, held, num_classes))
             fold_seconds[solver] = max(fold_seconds.get(solver, 0.0), time.time() - fold_start)
         accuracy, loss = (float(np.mean(v)) for v in zip(*scores))
         score = accuracy - 0.01 * loss
