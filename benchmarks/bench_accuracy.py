@@ -7,8 +7,8 @@ For each data set (default: both sets in ../shared/datasets), on one feature cac
   probe     scikit-learn LogisticRegressionCV (standardized features, C by 5-fold CV) on the clean cached
             features of the train split: the reference every training change is judged against;
   tutorial  configs/tutorial_mobilenet_v2.yaml (the TF tutorial's recipe: Adam 1e-4, 10 epochs);
-  default   configs/mobilenet_v2.yaml (edgetl's head recipe);
-  logistic  the default with --head-solver logistic (scikit-learn's L-BFGS fits the same linear head);
+  default   configs/mobilenet_v2.yaml (edgetl's head recipe; head_solver auto: logistic regression);
+  keras     the default with --head-solver keras (Adam, cosine decay, label smoothing, early stopping);
   search    the default with --search (--search-budget seconds);
   fine_tune (--fine-tune) configs/flowers_mobilenet_v2.yaml (224 px, top 30 layers fine-tuned);
 and with --export the int8 drop of the default run's fused and split int8 TFLite (edgetl export).
@@ -64,7 +64,7 @@ def probe(data: Path, weights: str, work: Path) -> dict:
 
     feats, _ = cached_features(str(data), weights, str(CACHE or work / "cache"))
     start = time.time()
-    model = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=10, cv=5, max_iter=3000))
+    model = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=10, cv=5, scoring="accuracy", max_iter=3000))
     model.fit(feats.x_clean.reshape(len(feats.y_train), -1), feats.y_train.astype(int))
     predicted = model.predict(feats.x_val.reshape(len(feats.y_val), -1))
     truth = feats.y_val.astype(int)
@@ -87,7 +87,7 @@ def bench_set(data: Path, args, work: Path) -> dict:
     entries = {"probe": probe(data, args.weights, work)}
     entries["tutorial"] = train_entry("tutorial_mobilenet_v2.yaml", data, args.weights, work, "tutorial")
     entries["default"] = train_entry("mobilenet_v2.yaml", data, args.weights, work, "default")
-    entries["logistic"] = train_entry("mobilenet_v2.yaml", data, args.weights, work, "logistic", head_solver="logistic")
+    entries["keras"] = train_entry("mobilenet_v2.yaml", data, args.weights, work, "keras", head_solver="keras")
     entries["search"] = train_entry(
         "mobilenet_v2.yaml", data, args.weights, work, "search", search=True, search_budget=args.search_budget
     )

@@ -111,6 +111,9 @@ def tiny_config(tmp_path):
             # conv block still separates colours, so tests cut there and use a high learning rate
             "cut_layer": "Conv1_relu",
             "learning_rate": 0.03,
+            # the tests of the training loop (epochs, early stopping, resume) run Keras' solver; the
+            # default's (auto: logistic for a linear head) is tested in test_head_solver.py
+            "head_solver": "keras",
         }
         values.update(overrides)
         return build_config(values)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,6 +75,22 @@ def test_logistic_head_rejects_hidden_layers(tiny_config):
 
     with pytest.raises(ConfigError, match="logistic fits a linear head"):
         tiny_config("unused", head_solver="logistic", dense_units=(16,))
+
+
+def test_auto_solver_is_logistic_for_a_linear_penalized_head_and_is_recorded():
+    """The no-config default and configs/mobilenet_v2.yaml fit a linear head by logistic regression;
+    hidden layers or no L2 (the tutorial recipe) take Keras' solver; config.yaml records the choice."""
+    import yaml
+
+    from edgetl.train.config import build_config, dump_config, load_config
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    assert build_config({}).head_solver == "logistic"
+    assert load_config(configs / "mobilenet_v2.yaml").head_solver == "logistic"
+    assert load_config(configs / "tutorial_mobilenet_v2.yaml").head_solver == "keras"
+    assert build_config({"dense_units": [16]}).head_solver == "keras"
+    assert build_config({"l2_c": 0}).head_solver == "keras"
+    assert yaml.safe_load(dump_config(build_config({})))["head_solver"] == "logistic"
 
 
 def test_train_with_the_logistic_solver_writes_a_normal_run(tmp_path, tiny_config):

@@ -28,7 +28,8 @@ def read_events(folder):
     return found
 
 
-def test_tensorboard_scalars_per_phase_and_confusion_image(tmp_path):
+@pytest.mark.parametrize("solver, head_epochs", [("keras", 3), ("logistic", 1)])
+def test_tensorboard_scalars_per_phase_and_confusion_image(solver, head_epochs, tmp_path):
     data = make_dataset(tmp_path, classes=("red", "green", "blue"), per_class=4, size=32)
     out = tmp_path / "run"
     args = [
@@ -54,6 +55,8 @@ def test_tensorboard_scalars_per_phase_and_confusion_image(tmp_path):
         "--fine-tune-learning-rate",
         "0.001",
         "--tensorboard",
+        "--head-solver",
+        solver,
         "--out",
         str(out),
         "--cache-dir",
@@ -63,7 +66,9 @@ def test_tensorboard_scalars_per_phase_and_confusion_image(tmp_path):
     assert result.exit_code == 0, result.output
     history = list(csv.DictReader((out / "history.csv").open()))
 
-    assert [r["phase"] for r in history] == ["head"] * 3 + ["refit"] * len(history[3:-2]) + ["fine_tune"] * 2
+    assert [r["phase"] for r in history] == ["head"] * head_epochs + ["refit"] * len(history[head_epochs:-2]) + [
+        "fine_tune"
+    ] * 2
     for phase in ("head", "refit", "fine_tune"):
         rows = [r for r in history if r["phase"] == phase]
         steps = [int(r["epoch"]) - 1 for r in rows]

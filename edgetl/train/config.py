@@ -19,6 +19,8 @@ import yaml
 
 from edgetl.errors import ConfigError
 
+HEAD_SOLVERS = ("keras", "logistic")  # what `auto` resolves to, and what --search chooses from
+
 
 def _f(default, help: str, choices: tuple | None = None, low: float | None = None, high: float | None = None):
     """A config field: its default, its --help text, and the choices or range validate() enforces."""
@@ -63,10 +65,11 @@ class TrainConfig:
     )
     # optimisation of the head
     head_solver: str = _f(
-        "keras",
-        "How the head is fitted: keras (gradient descent, any head) or logistic (scikit-learn's "
-        "LogisticRegression, L-BFGS, with --l2-c and class weights: a linear head, no --dense-units).",
-        choices=("keras", "logistic"),
+        "auto",
+        "How the head is fitted: keras (gradient descent, any head), logistic (scikit-learn's "
+        "LogisticRegression, L-BFGS, with --l2-c and class weights: a linear head, no --dense-units), or "
+        "auto: logistic for a linear head with L2, keras otherwise (the config records which).",
+        choices=("auto", *HEAD_SOLVERS),
     )
     optimizer: str = _f("adam", "Optimizer of the head.", choices=("adam", "rmsprop", "sgd"))
     learning_rate: float = _f(1e-3, "Learning rate of the head (the peak, with a schedule).", low=1e-8, high=1.0)
@@ -184,7 +187,16 @@ def build_config(values: Mapping[str, Any]) -> TrainConfig:
         clean[name] = _coerce(name, value)
     config = TrainConfig(**clean)
     validate(config)
+    if config.head_solver == "auto":
+        config = dataclasses.replace(config, head_solver=auto_solver(config))
     return config
+
+
+def auto_solver(config: TrainConfig) -> str:
+    """logistic for a linear head with L2: its penalized log loss minimised to convergence by L-BFGS, in
+    about a second; keras for hidden layers, or with no L2 (an unpenalized logistic regression on
+    separable features has no finite optimum)."""
+    return "logistic" if not config.dense_units and config.l2_c else "keras"
 
 
 def validate(config: TrainConfig) -> None:
@@ -201,7 +213,9 @@ def validate(config: TrainConfig) -> None:
     if any(u <= 0 for u in config.dense_units):
         raise ConfigError(f"config key 'dense_units' must hold positive integers; got {list(config.dense_units)}")
     if config.head_solver == "logistic" and config.dense_units:
-        raise ConfigError("head_solver logistic fits a linear head: dense_units must be empty")
+        raise ConfigError(
+            "head_solver logistic fits a linear head: dense_units must be empty (or use --head-solver keras or auto)"
+        )
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -3,7 +3,8 @@
     training images --stratified holdout (config.holdout)--> fit images (all views) | held-out images (clean)
     phase "head":  standardized features (fixed mean/sd), label smoothing, class weights, cosine decay,
                    at least config.min_steps steps; the held-out loss after each epoch stops it early
-                   (config.patience) and the best epoch's weights are kept
+                   (config.patience) and the best epoch's weights are kept; with head_solver logistic
+                   (auto's choice for a linear head) one "epoch": scikit-learn's L-BFGS to convergence
     open world:    temperature and unknown statistics from the held-out images (edgetl.runtime.openworld)
     phase "refit": with config.refit, a fresh head on every training image for the best number of epochs;
                    the open-world statistics are carried over to it (fitted on the holdout head, whose
@@ -158,6 +159,7 @@ def train_phase(
             fit_logistic(model, data, config.l2_c, images)
             logs = _evaluate(model, data.x, data.y, data.weights)
             logs.update({f"val_{k}": v for k, v in _evaluate(model, *validation).items()})
+            tensorboard_logs.log_epoch(config, loop.out, phase, offset, logs)
             loop.end_epoch(phase, model, optimizer, offset, logs, stop)
         return model
     callbacks = tensorboard_logs.callbacks(config, loop.out, phase)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgetl.errors import ConfigError
-from edgetl.train.config import TrainConfig
+from edgetl.train.config import HEAD_SOLVERS, TrainConfig
 from edgetl.train.epochs import compile_model, epoch_rows, schedule
 from edgetl.train.head_fit import fit_logistic, head_data, l2_strength, standardization, view_rows
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from edgetl.train.trainer import Features
 
 WIDTHS = {"none": (), "256": (256,), "1024": (1024,)}
-SOLVERS = ("keras", "logistic")
 KERAS_ONLY = ("learning_rate", "dropout", "label_smoothing")  # what a logistic head does not use
 SETTINGS = ("head_solver", "l2_c", "augment_views", *KERAS_ONLY, "dense_units")
 COLUMNS = (
@@ -53,7 +52,7 @@ def suggest(trial, config: TrainConfig, cached_views: int) -> dict:
     """One point of the search space, as TrainConfig fields (a logistic head has only C to choose).
 
     Augmented views are searched from 0 to those in the cache (a subset of it: no extraction)."""
-    solver = trial.suggest_categorical("head_solver", SOLVERS)
+    solver = trial.suggest_categorical("head_solver", HEAD_SOLVERS)
     common = {
         "head_solver": solver,
         "l2_c": trial.suggest_float("l2_c", 1e-4, 1.0, log=True),

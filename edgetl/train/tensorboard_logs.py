@@ -1,6 +1,8 @@
 """TensorBoard logs of a run (`--tensorboard`), for watching training live with `tensorboard --logdir RUN/tensorboard`.
 
-    RUN/tensorboard/head/{train,validation}       epoch_loss, epoch_accuracy per head epoch (Keras callback)
+    RUN/tensorboard/head/{train,validation}       epoch_loss, epoch_accuracy per head epoch (Keras callback,
+                                                  or log_epoch for the logistic solver's one "epoch")
+    RUN/tensorboard/refit/{train,validation}      the same for the refit on every training image
     RUN/tensorboard/fine_tune/{train,validation}  the same for fine-tuning epochs (steps continue the count)
     RUN/tensorboard/confusion                     image "confusion_matrix": confusion.png of the final model
 
@@ -13,8 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-PHASES = ("head", "fine_tune")
 
 
 def callbacks(config, out: Path, phase: str) -> list:
@@ -32,6 +32,21 @@ def callbacks(config, out: Path, phase: str) -> list:
             histogram_freq=0,
         )
     ]
+
+
+def log_epoch(config, out: Path, phase: str, step: int, logs: dict) -> None:
+    """One epoch's loss and accuracy, train and validation, as the Keras callback writes them: for a head
+    fitted without Keras' loop (head_solver logistic), so --tensorboard shows every solver's epochs."""
+    if not config.tensorboard:
+        return
+    from edgetl._tf import tf
+
+    for split, prefix in (("train", ""), ("validation", "val_")):
+        writer = tf.summary.create_file_writer(str(Path(out) / "tensorboard" / phase / split))
+        with writer.as_default():
+            for metric in ("loss", "accuracy"):
+                tf.summary.scalar(f"epoch_{metric}", logs[prefix + metric], step=step)
+        writer.close()
 
 
 def log_confusion(out: Path, confusion: np.ndarray, classes: list[str], step: int) -> Path:
