@@ -271,9 +271,12 @@ def compare(x86: dict, arm: dict, keys: list[str]) -> dict:
     }
 
 
-def classify_both(root: Root, bundle: Path, inner_bundle: str, data: Path, inner_data: str, results: dict) -> dict:
-    """Every runnable format on the same images, here and in the root: agreement and score differences."""
-    paths = image_list(data, 0)
+def classify_both(
+    root: Root, bundle: Path, inner_bundle: str, data: Path, inner_data: str, per_class: int, results: dict
+) -> dict:
+    """Every runnable format on the same images (per_class of each class, 0: all), here and in the root:
+    agreement and score differences."""
+    paths = image_list(data, per_class)
     keys = ["/".join(p.parts[-2:]) for p in paths]
     inner_paths = "\n".join(f"{inner_data}/{key}" for key in keys) + "\n"
     table = {}
@@ -452,7 +455,10 @@ def check_case(root: Root, bundle: Path, data: Path, args, results: dict) -> Non
         check(results, f"validate-x86[{bundle.name}]", done.returncode in (0, 3), exit_code=done.returncode)
     shutil.rmtree(root.host_path(inner_bundle), ignore_errors=True)
     shutil.copytree(bundle, root.host_path(inner_bundle))
-    results["cases"][bundle.name] = classify_both(root, bundle, inner_bundle, data, inner_data, results)
+    compare_per_class = args.per_class if args.compare_per_class is None else args.compare_per_class
+    results["cases"][bundle.name] = classify_both(
+        root, bundle, inner_bundle, data, inner_data, compare_per_class, results
+    )
     if args.validate:
         validate_on_arm64(root, bundle, inner_bundle, inner_data, results)
     device_commands(root, inner_bundle, inner_data, results, bundle.name)
@@ -465,6 +471,13 @@ def parse_args() -> argparse.Namespace:
         "--data", type=Path, action="append", default=[], help="class-per-folder images, one per --bundle"
     )
     parser.add_argument("--per-class", type=int, default=5, help="images per class to compare and validate on (0: all)")
+    parser.add_argument(
+        "--compare-per-class",
+        type=int,
+        default=None,
+        help="images per class that every format classifies on both sides (default: --per-class; "
+        "e.g. --per-class 0 --compare-per-class 4 --validate validates on every image, compares on a few)",
+    )
     parser.add_argument(
         "--validate", action="store_true", help="also run edgetl validate, here and on arm64, on those images"
     )
