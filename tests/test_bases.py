@@ -31,8 +31,8 @@ def test_base_builds_with_its_feature_size(name):
 
 # One base per preprocessing family that the rest of the suite does not convert already (MobileNet and
 # InceptionV3 go through int8 export in the export tests): [-1, 1] EfficientNet-Lite with ReLU6, and a
-# caffe base whose BGR mean subtraction lives inside the graph. Every base converting takes ~15 min on
-# two cores: EDGETL_ALL_BASES=1 runs it for every base of the registry (README, "Bases").
+# caffe base whose BGR mean subtraction lives inside the graph. Every base converting took 5.7 min on
+# two cores (10 passed, 2026-12-02): EDGETL_ALL_BASES=1 runs it for every base of the registry (README, "Bases").
 INT8_BASES = sorted(BASES) if os.environ.get("EDGETL_ALL_BASES") == "1" else ["efficientnet_lite0", "resnet50"]
 
 

@@ -50,6 +50,8 @@ def _command(data: Path, out: Path, cache: Path) -> list[str]:
         "32",
         "--cut-layer",
         "Conv1_relu",
+        "--head-solver",
+        "keras",  # several head epochs to kill between (the logistic solver fits in one)
         "--learning-rate",
         "0.03",
         "--batch-size",
