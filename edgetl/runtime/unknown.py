@@ -13,8 +13,8 @@ term catches images from another domain (cats/dogs head, flower images: AUROC 0.
 energy term an unseen class of the same domain (flowers leave-one-class-out: fused 0.76 against
 0.69 and 0.74 for each term alone). The max, not the sum: a huge, confidently classified input
 far from every class cannot buy its way back in with a low energy. Both terms run on what the
-runner already has (the pooled vector and the head's logits) and cost D * (r + C) multiply-adds,
-~90k for r = 64.
+runner already has (the pooled vector and the head's logits) and cost D * (2r + C) multiply-adds,
+~170k for r = 64 (one matrix-vector product).
 The statistics are (C + r) * D floats (~340 kB at r = 64) and are refitted from the cached
 features whenever the head changes (`fit_unknown`), or extended by one mean (`add_class`).
 """
