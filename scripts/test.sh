@@ -10,6 +10,4 @@ if [ -x scripts/install_test_extras.sh ]; then bash scripts/install_test_extras.
 # Formatting and lint first (ruff, configured in pyproject.toml): a style slip fails fast.
 python3 -m ruff format --check --quiet .
 python3 -m ruff check --quiet .
-# Two workers (pytest-xdist), whole files per worker so module fixtures are built once: on this
-# project's 2-core machines 10.0-10.1 min against 17.7 min serially (2026-12-03; three workers were slower).
-python3 -m pytest -q -p no:cacheprovider -n "${EDGETL_TEST_WORKERS:-2}" --dist loadfile "$@"
+python3 -m pytest -q -p no:cacheprovider "$@"
