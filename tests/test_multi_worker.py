@@ -74,6 +74,7 @@ def _history(run: Path) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # its gRPC collective stalled once in four runs beside another pytest worker
 def test_two_workers_train_the_same_head_as_one(tmp_path, tiny_config):
     from edgetl.train.trainer import train
 
