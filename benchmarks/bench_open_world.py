@@ -9,7 +9,8 @@ the other 10 % the temperature and threshold):
   far        head on cats_and_dogs_filtered; its val images known, the flowers val images unknown:
              AUROC of the unknown score, false-accept rate at the threshold and true-accept rate there;
   near       flowers leave-one-class-out: head on 4 classes, the 5th class's val images unknown (mean of 5);
-  calibration ECE on each set's val split before and after the fitted temperature;
+  calibration ECE on each set's val split before and after the fitted temperature, and the ECE a
+             perfectly calibrated model would measure on as many images (its noise floor);
   imprint    flowers: head on 4 classes, the 5th added from 5 and from 20 of its training images
              (edgetl.runtime.imprint): accuracy on the new class and on the old classes (change in pp);
   cost       the unknown score's share of the device path per image (base excluded: its time is measured
@@ -85,11 +86,23 @@ def calibration(data: dict) -> dict:
 
     head, world = fit(data["xt"], data["yt"], data["classes"])
     logits = head.logits(data["xv"])
+    after = calibrated_probabilities(logits, world.temperature)
     return {
         "ece_before": round(ece(calibrated_probabilities(logits, 1.0), data["yv"]), 4),
-        "ece_after": round(ece(calibrated_probabilities(logits, world.temperature), data["yv"]), 4),
+        "ece_after": round(ece(after, data["yv"]), 4),
         "temperature": round(world.temperature, 3),
+        "ece_of_a_perfect_model": round(ece_floor(after), 4),
     }
+
+
+def ece_floor(probs: np.ndarray, draws: int = 200) -> float:
+    """The ECE a perfectly calibrated model measures on this many images: labels drawn from `probs`
+    itself (mean of `draws` draws). An ECE target below it cannot be told apart from noise."""
+    from edgetl.runtime.calibration import ece
+
+    rng, cumulative = np.random.default_rng(0), probs.cumsum(axis=1)
+    labels = lambda: (rng.random(len(probs))[:, None] > cumulative).sum(axis=1)  # noqa: E731
+    return float(np.mean([ece(probs, np.minimum(labels(), probs.shape[1] - 1)) for _ in range(draws)]))
 
 
 def leave_one_out(flowers: dict, shots: tuple[int, ...]) -> tuple[dict, dict]:

@@ -104,6 +104,8 @@ def test_gaussian_quadratic_form():
     cov = basis @ np.diag([4.0, 2.0]) @ basis.T + 0.5 * (np.eye(6) - basis @ basis.T)
     v = rng.normal(size=(3, 6))
     np.testing.assert_allclose(g.quadratic(v), np.einsum("ij,jk,ik->i", v, cov, v))
+    for ridge in (0.0, 30.0):  # the imprinted direction: the ridged covariance's inverse applied to v
+        np.testing.assert_allclose((cov + ridge * 0.5 * np.eye(6)) @ g.solve(v[0], ridge), v[0], atol=1e-12)
 
 
 def test_refusals(world):

@@ -13,6 +13,7 @@ import click
 
 from edgetl.cli.common import THREADS_OPTION as THREADS
 from edgetl.cli.common import echo_json, formats_option, given, json_option, with_default
+from edgetl.runtime.imprint import DEFAULT_BUDGET
 from edgetl.runtime.retrain import RetrainConfig
 
 RETRAIN = RetrainConfig(data="")  # its defaults, shown in --help
@@ -34,7 +35,7 @@ RETRAIN = RetrainConfig(data="")  # its defaults, shown in --help
     type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
     default=None,
     help="Share of old-class images the new class may take (higher: found more often, old classes lose "
-    "more) [default: 0.005].",
+    f"more) [default: {DEFAULT_BUDGET}].",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help=with_default("Epochs.", RETRAIN.epochs))
 @click.option(
