@@ -83,11 +83,6 @@ class TrainConfig:
     l2_c: float = _f(
         0.003, "Inverse L2 strength, as scikit-learn's C: the loss gains |W|^2 / (2 C N); 0: no L2.", low=0.0, high=1e6
     )
-    l2_c_cv: bool = _f(
-        True,
-        "Choose l2_c for a logistic head by k-fold cross-validation on the train split (search_folds folds, "
-        "l2_c/10 to l2_c*10), as a linear probe chooses its C; config.yaml records the choice.",
-    )
     standardize: bool = _f(True, "Standardize features for the head (folded into its first Dense layer at the end).")
     class_weight: str = _f(
         "auto",

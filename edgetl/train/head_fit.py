@@ -175,29 +175,15 @@ def fit_logistic(model, data: HeadData, l2_c: float, images: int) -> None:
     Two classes: binary logistic regression is the sigmoid unit; more: multinomial is the softmax."""
     from sklearn.linear_model import LogisticRegression
 
-    solver = LogisticRegression(C=logistic_c(l2_c, images, len(data.x)), max_iter=3000, tol=1e-5)
-    solver.fit(logistic_inputs(model, data.x), labels_of(data.y), sample_weight=data.weights)
-    model.get_layer("predictions").set_weights(
-        [solver.coef_.T.astype(np.float32), solver.intercept_.astype(np.float32)]
-    )
-
-
-def logistic_inputs(model, x: np.ndarray) -> np.ndarray:
-    """What feeds a linear head's output layer (standardized, pooled features), float64 for scikit-learn."""
     from edgetl._tf import keras
 
-    inputs = keras.Model(model.input, model.get_layer("predictions").input)
-    return inputs.predict(x, batch_size=1024, verbose=0).astype(np.float64)
-
-
-def logistic_c(l2_c: float, images: int, rows: int) -> float:
-    """scikit-learn's C for rows = images x views rows: the same penalty per image whatever the views."""
-    return l2_c * images / rows if l2_c else np.inf
-
-
-def labels_of(y: np.ndarray) -> np.ndarray:
-    """The head's targets (sigmoid column or one-hot) -> class indices."""
-    return (y[:, 0] if y.shape[1] == 1 else y.argmax(axis=1)).astype(int)
+    output = model.get_layer("predictions")
+    inputs = keras.Model(model.input, output.input).predict(data.x, batch_size=1024, verbose=0)
+    y = data.y[:, 0] if data.y.shape[1] == 1 else data.y.argmax(axis=1)
+    c = l2_c * images / len(data.x) if l2_c else np.inf
+    solver = LogisticRegression(C=c, max_iter=3000, tol=1e-5)
+    solver.fit(inputs.astype(np.float64), y.astype(int), sample_weight=data.weights)
+    output.set_weights([solver.coef_.T.astype(np.float32), solver.intercept_.astype(np.float32)])
 
 
 def _evaluate(model, x, y, weights=None) -> dict:

@@ -29,22 +29,12 @@ import numpy as np
 from edgetl.errors import ConfigError
 from edgetl.train.config import HEAD_SOLVERS, TrainConfig
 from edgetl.train.epochs import compile_model, epoch_rows, schedule
-from edgetl.train.head_fit import (
-    fit_logistic,
-    head_data,
-    l2_strength,
-    labels_of,
-    logistic_c,
-    logistic_inputs,
-    standardization,
-    view_rows,
-)
+from edgetl.train.head_fit import fit_logistic, head_data, l2_strength, standardization, view_rows
 
 if TYPE_CHECKING:
     from edgetl.train.trainer import Features
 
 WIDTHS = {"none": (), "256": (256,), "1024": (1024,)}
-L2_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)  # multiples of l2_c that l2_c_cv chooses from (the given C: 1.0)
 KERAS_ONLY = ("learning_rate", "dropout", "label_smoothing")  # what a logistic head does not use
 SETTINGS = ("head_solver", "l2_c", "augment_views", *KERAS_ONLY, "dense_units")
 COLUMNS = (
@@ -125,13 +115,16 @@ def _fit_keras(model, config: TrainConfig, data, n: int) -> None:
 def search_head(config: TrainConfig, feats: Features, num_classes: int, echo=print) -> tuple[TrainConfig, dict, str]:
     """-> (the config with the best settings and search off, the record for metrics.json, search.csv)."""
     import optuna
+    from sklearn.model_selection import StratifiedKFold
     from tqdm.auto import tqdm
 
-    splits = folds_of(config, feats.y_train, num_classes)
-    if not splits:
-        smallest = int(np.bincount(feats.y_train.astype(int), minlength=num_classes).min())
+    y = feats.y_train.astype(int)
+    smallest = int(np.bincount(y, minlength=num_classes).min())
+    if smallest < 2:
         raise ConfigError(f"--search needs at least 2 training images per class for cross-validation, got {smallest}")
-    folds, start, rows = len(splits), time.time(), []
+    folds = min(config.search_folds, smallest)
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=config.seed).split(np.zeros(len(y)), y))
+    start, rows = time.time(), []
 
     deadline = start + config.search_budget
     fold_seconds: dict[str, float] = {}  # the longest fold seen per solver
@@ -193,61 +186,7 @@ def search_head(config: TrainConfig, feats: Features, num_classes: int, echo=pri
         "cv_accuracy": rows[0]["cv_accuracy"],
         "best": {k: _text(v) for k, v in best.items()},
     }
-    return config.replace(search=False, l2_c_cv=False, **best), record, leaderboard_csv(rows)
-
-
-def folds_of(config: TrainConfig, y: np.ndarray, num_classes: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """config.search_folds stratified folds of the training images (fewer when a class has fewer
-    images; none when one has fewer than 2)."""
-    from sklearn.model_selection import StratifiedKFold
-
-    y = y.astype(int)
-    folds = min(config.search_folds, int(np.bincount(y, minlength=num_classes).min()))
-    if folds < 2:
-        return []
-    return list(StratifiedKFold(folds, shuffle=True, random_state=config.seed).split(np.zeros(len(y)), y))
-
-
-def choose_l2_c(config: TrainConfig, feats: Features, num_classes: int) -> tuple[TrainConfig, dict | None]:
-    """l2_c_cv: a linear head's C chosen as a linear probe chooses its own, by k-fold cross-validation on
-    the train split (never the val split): L2_GRID x l2_c, each fitted on k-1 folds (every cached view,
-    warm-started along the grid) and scored on the held-out fold's clean images like a search trial.
-    -> (the config with the chosen C and l2_c_cv off, the record for metrics.json; None: too few images)."""
-    from sklearn.linear_model import LogisticRegression
-
-    from edgetl.models.classifier import build_head
-
-    start, splits = time.time(), folds_of(config, feats.y_train, num_classes)
-    if not splits or not config.l2_c:
-        return config.replace(l2_c_cv=False), None
-    grid = [config.l2_c * m for m in L2_GRID]
-    scores, views = np.zeros(len(grid)), feats.views + 1
-    for fit, held in splits:
-        rows = view_rows(fit, views)
-        data = head_data(feats.x_train[rows], feats.y_train[fit].repeat(views), num_classes, config.class_weight)
-        model = build_head(feats.shape, num_classes, config, standardization(data.x) if config.standardize else None)
-        x, x_held, y_held = (
-            logistic_inputs(model, data.x),
-            logistic_inputs(model, feats.x_clean[held]),
-            feats.y_train[held],
-        )
-        solver = LogisticRegression(max_iter=3000, tol=1e-5, warm_start=True)
-        for i, c in enumerate(grid):
-            solver.set_params(C=logistic_c(c, len(fit), len(data.x)))
-            probs = np.clip(solver.fit(x, labels_of(data.y), sample_weight=data.weights).predict_proba(x_held), 1e-7, 1)
-            picked = probs[np.arange(len(y_held)), y_held.astype(int)]
-            accuracy = float(np.mean(probs.argmax(axis=1) == y_held))
-            scores[i] += (accuracy + 0.01 * float(np.mean(np.log(picked)))) / len(splits)
-    given = L2_GRID.index(1.0)
-    best = max(range(len(grid)), key=lambda i: (round(float(scores[i]), 6), i == given))
-    record = {
-        "chosen": float(grid[best]),
-        "grid": [float(c) for c in grid],
-        "cv_scores": [round(float(s), 6) for s in scores],
-        "folds": len(splits),
-        "seconds": round(time.time() - start, 3),
-    }
-    return config.replace(l2_c=float(grid[best]), l2_c_cv=False), record
+    return config.replace(search=False, **best), record, leaderboard_csv(rows)
 
 
 def leaderboard_csv(rows: list[dict]) -> str:

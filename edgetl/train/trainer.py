@@ -42,7 +42,7 @@ from edgetl.train.finetune import fine_tune
 from edgetl.train.head_fit import fit_head, score_head
 from edgetl.train.run_folder import write_run_folder
 from edgetl.train.scoring import val_metrics
-from edgetl.train.search import choose_l2_c, search_head
+from edgetl.train.search import search_head
 
 
 def train(config: TrainConfig, resume: bool = True, epoch_hook: EpochHook | None = None, echo=print) -> dict:
@@ -200,8 +200,12 @@ def _train(
     health = dataset_health(feats, dataset, config.seed) if workers.chief else None
     if health is not None:
         echo(data_health.summary_line(health) + " (data_health.json)")
-    config, feats, chosen = choose_settings(config, feats, num_classes, out, workers, echo)
-    if "search" in chosen:
+    searched = None
+    if config.search:  # the chosen settings replace the config's before anything is trained or checkpointed
+        config, searched, board = search_head(config, feats, num_classes, echo)
+        feats = feats.first_views(config.augment_views if config.augment else 0)
+        if workers.chief:
+            atomic.write_text(out / "search.csv", board)
         with strategy.scope():  # the head's shape may have changed (dense_units, dropout)
             fused, base, head = build_classifier(config, num_classes)
     loop = Loop.open(config, out, digest, resume, strategy, workers, epoch_hook, echo)
@@ -220,31 +224,12 @@ def _train(
         config, dataset, feats, scores, loop, resumed_from, {"train_seconds": time.time() - start, **seconds}
     )
     metrics["head"] = head_report
-    metrics.update(chosen)
+    if searched is not None:
+        metrics["search_seconds"], metrics["search"] = searched["seconds"], searched
     if health is not None:
         metrics["data_health"] = {k: v for k, v in health.items() if k.startswith("num_")}
     run = (fused, base, splits, confusion, health, world)
     return finish(loop, metrics, run, dataset)
-
-
-def choose_settings(
-    config: TrainConfig, feats: Features, num_classes: int, out: Path, workers, echo
-) -> tuple[TrainConfig, Features, dict]:
-    """Head settings chosen by cross-validation on the train split, before anything is trained or
-    checkpointed: --search (the chief writes search.csv), else l2_c_cv for a logistic head.
-    -> (the config with the choice, the features it trains on, metrics.json entries)."""
-    if config.search:
-        config, searched, board = search_head(config, feats, num_classes, echo)
-        if workers.chief:
-            atomic.write_text(out / "search.csv", board)
-        feats = feats.first_views(config.augment_views if config.augment else 0)
-        return config, feats, {"search_seconds": searched["seconds"], "search": searched}
-    if config.l2_c_cv and config.head_solver == "logistic":
-        config, chosen = choose_l2_c(config, feats, num_classes)
-        if chosen is not None:
-            echo(f"l2_c {config.l2_c:g}: {chosen['folds']}-fold CV on the train split ({chosen['seconds']:.1f}s)")
-            return config, feats, {"l2_c_cv": chosen}
-    return config, feats, {}
 
 
 def run_metrics(
