@@ -9,18 +9,11 @@ Other test modules import it directly (`from conftest import make_dataset`) or u
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-
-# Under pytest-xdist two workers share the machine's cores: one TensorFlow compute thread each (read when
-# TensorFlow starts, and inherited by the processes the tests start) instead of two pools spinning against
-# each other.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 COLOURS = {
     "red": (220, 30, 30),
