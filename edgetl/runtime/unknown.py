@@ -71,11 +71,9 @@ def _energy(logits: np.ndarray, temperature: float) -> np.ndarray:
 
 @dataclass
 class UnknownDetector:
-    """Attributes: class names and their means (C, D) of L2-normalised features; the covariance
-    as basis (D, r), inv_sd (r,) and residual_var; feature_norm, the mean L2 norm of the raw
-    training vectors; temperature of the energy term; z-score
-    stats (m_mean, m_sd, e_mean, e_sd); weights of the two terms; threshold and the accept rate
-    it was set for; head_sha256 of the head whose logits it was fitted with."""
+    """Attributes: class names, their means (C, D) of L2-normalised features; the covariance as basis (D, r),
+    inv_sd (r,), residual_var; feature_norm (mean raw L2 norm); temperature of the energy term; z-score stats
+    (m_mean, m_sd, e_mean, e_sd); term weights; threshold, its accept rate; head_sha256 of the fitted head."""
 
     classes: list[str]
     means: np.ndarray
@@ -97,11 +95,9 @@ class UnknownDetector:
         With d = u - mean_k, p = V^T u, w = p * inv_sd and |u| = 1, the distance expands to
             |w - w_k|^2 + (|d|^2 - |p - p_k|^2) / s2
           = |w|^2 - |p|^2 / s2 + 1 / s2 - 2 u . c_k + const_k
-        whose only per-class part is linear in u: one matrix product scores every class. u is the
-        raw vector divided by its norm; dividing the (2r + C) products instead of the D inputs is
-        the same and, with the sign vector folding |w|^2 - |p|^2 / s2 into one product, keeps a
-        single image's judgement to a handful of numpy calls (bench_open_world's "cost").
-        """
+        whose only per-class part is linear in u: one matrix product scores every class. Dividing the
+        (2r + C) products by |x| instead of the D inputs, and the sign vector folding |w|^2 - |p|^2 / s2
+        into one product, keep one image's judgement to a few numpy calls (bench_open_world's "cost")."""
         key = (id(self.means), id(self.basis), id(self.inv_sd))
         if getattr(self, "_cache_key", None) != key:
             s2 = self.residual_var
@@ -146,11 +142,8 @@ class UnknownDetector:
         return same and list(self.classes) == list(head.classes)
 
     def gaussians(self) -> ClassGaussians:
-        """The classes as Gaussians in raw pooled-feature space, for `imprint`.
-
-        Scaled back from the normalised statistics by the mean feature norm: exact when every
-        vector has the same norm, close for MobileNetV2 features (norms vary by ~10 %).
-        """
+        """The classes as Gaussians in raw pooled-feature space, for `imprint`: scaled back by the mean
+        feature norm (exact when all norms are equal; MobileNetV2's vary by ~10 %)."""
         s = self.feature_norm
         return ClassGaussians(self.means * s, self.basis, s * s / self.inv_sd**2, s * s * self.residual_var)
 

@@ -159,15 +159,7 @@ def search_head(config: TrainConfig, feats: Features, num_classes: int, echo=pri
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=config.seed))
-    width = next((key for key, units in WIDTHS.items() if units == tuple(config.dense_units)), None)
-    if width is not None:  # trial 0 is the config as given: the search can only pick what scores better
-        given = {k: getattr(config, k) for k in ("head_solver", "l2_c", *KERAS_ONLY)}
-        if feats.views:
-            given["augment_views"] = min(config.augment_views, feats.views)
-        study.enqueue_trial({**given, "dense_units": width}, skip_if_exists=True)
-    if config.head_solver != "logistic":  # then the linear probe at the config's C: always measured
-        probe = {"head_solver": "logistic", "l2_c": config.l2_c or 1.0}
-        study.enqueue_trial({**probe, **({"augment_views": feats.views} if feats.views else {})}, skip_if_exists=True)
+    enqueue_references(study, config, feats.views)
     with tqdm(total=config.search_trials, desc=f"search ({folds}-fold CV)", unit="trial", leave=False) as bar:
         study.optimize(objective, n_trials=config.search_trials, timeout=config.search_budget)
     rows.sort(key=lambda r: (-r["score"], r["trial"]))
@@ -187,6 +179,19 @@ def search_head(config: TrainConfig, feats: Features, num_classes: int, echo=pri
         "best": {k: _text(v) for k, v in best.items()},
     }
     return config.replace(search=False, **best), record, leaderboard_csv(rows)
+
+
+def enqueue_references(study, config: TrainConfig, cached_views: int) -> None:
+    """Trial 0 is the config as given (the search can only pick what scores better), then the linear
+    probe at the config's C (always measured)."""
+    width = next((key for key, units in WIDTHS.items() if units == tuple(config.dense_units)), None)
+    views = {"augment_views": min(config.augment_views, cached_views)} if cached_views else {}
+    if width is not None:
+        given = {k: getattr(config, k) for k in ("head_solver", "l2_c", *KERAS_ONLY)}
+        study.enqueue_trial({**given, **views, "dense_units": width}, skip_if_exists=True)
+    if config.head_solver != "logistic":
+        probe = {"head_solver": "logistic", "l2_c": config.l2_c or 1.0}
+        study.enqueue_trial({**probe, **({"augment_views": cached_views} if cached_views else {})}, skip_if_exists=True)
 
 
 def leaderboard_csv(rows: list[dict]) -> str:
