@@ -7,7 +7,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cached_features(data: str, weights: str, cache: str, echo=print):
+def cached_features(data: str, weights: str, cache: str, echo=print, **overrides):
     """-> edgetl's Features (configs/mobilenet_v2.yaml on `data`, extracted once into `cache`)."""
     from edgetl.models.classifier import build_classifier
     from edgetl.train import distribute
@@ -16,7 +16,9 @@ def cached_features(data: str, weights: str, cache: str, echo=print):
     from edgetl.train.data import load_dataset
     from edgetl.train.trainer import extract_features
 
-    config = load_config(ROOT / "configs" / "mobilenet_v2.yaml", {"data": data, "weights": weights, "cache_dir": cache})
+    config = load_config(
+        ROOT / "configs" / "mobilenet_v2.yaml", {"data": data, "weights": weights, "cache_dir": cache, **overrides}
+    )
     strategy, workers = distribute.make_strategy("default")
     dataset = load_dataset(config.data, config.val_split, config.seed)
     _, base, _ = build_classifier(config, len(dataset.classes))

@@ -6,6 +6,8 @@
 For each data set (default: both sets in ../shared/datasets), on one feature cache:
   probe     scikit-learn LogisticRegressionCV (standardized features, C by 5-fold CV) on the clean cached
             features of the train split: the reference every training change is judged against;
+  probe_last_layer  the same on the last layer's features only (taps none), the reference before
+            multi-level features;
   tutorial  configs/tutorial_mobilenet_v2.yaml (the TF tutorial's recipe: Adam 1e-4, 10 epochs);
   default   configs/mobilenet_v2.yaml (edgetl's head recipe; head_solver auto: logistic regression);
   keras     the default with --head-solver keras (Adam, cosine decay, label smoothing, early stopping);
@@ -54,7 +56,7 @@ def train_entry(config_name: str, data: Path, weights: str, work: Path, name: st
     }
 
 
-def probe(data: Path, weights: str, work: Path) -> dict:
+def probe(data: Path, weights: str, work: Path, **overrides) -> dict:
     """Logistic regression with cross-validated C on the default config's cached clean features."""
     import numpy as np
     from sklearn.linear_model import LogisticRegressionCV
@@ -62,7 +64,7 @@ def probe(data: Path, weights: str, work: Path) -> dict:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    feats, _ = cached_features(str(data), weights, str(CACHE or work / "cache"))
+    feats, _ = cached_features(str(data), weights, str(CACHE or work / "cache"), **overrides)
     start = time.time()
     model = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=10, cv=5, scoring="accuracy", max_iter=3000))
     model.fit(feats.x_clean.reshape(len(feats.y_train), -1), feats.y_train.astype(int))
@@ -84,7 +86,10 @@ def int8_drop(run: Path, out: Path) -> dict:
 
 
 def bench_set(data: Path, args, work: Path) -> dict:
-    entries = {"probe": probe(data, args.weights, work)}
+    entries = {
+        "probe": probe(data, args.weights, work),
+        "probe_last_layer": probe(data, args.weights, work, taps="none"),
+    }
     entries["tutorial"] = train_entry("tutorial_mobilenet_v2.yaml", data, args.weights, work, "tutorial")
     entries["default"] = train_entry("mobilenet_v2.yaml", data, args.weights, work, "default")
     entries["keras"] = train_entry("mobilenet_v2.yaml", data, args.weights, work, "keras", head_solver="keras")
@@ -99,6 +104,7 @@ def bench_set(data: Path, args, work: Path) -> dict:
     search_margin = 1.0 if "flowers" in data.name else 0.0
     targets = {
         "default_ge_probe": pp["default"] >= 0,
+        "default_ge_probe_last_layer": pp["default"] >= pp["probe_last_layer"],
         "default_wall_le_1.5x_tutorial": entries["default"]["wall_seconds"]
         <= 1.5 * entries["tutorial"]["wall_seconds"],
         f"search_ge_probe_plus_{search_margin:g}pp": pp["search"] >= search_margin,

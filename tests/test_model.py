@@ -43,11 +43,61 @@ def test_fine_tuning_unfreezes_exactly_n_layers(n):
         layer.name
         for layer in base.layers
         if not isinstance(layer, (keras.layers.InputLayer, keras.layers.BatchNormalization))
+        and not layer.name.startswith("taps_")
     ]
-    assert names == candidates[-n:]
+    assert base.layers[-1].name == "taps_concat"  # the default taps: their pooling is not counted
+    assert names == candidates[-n:] and names[-1] == "out_relu"
     assert all(not layer.trainable for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization))
     assert base.trainable
     assert unfreeze_top(base, 0) == []
+
+
+def test_default_taps_join_the_pooled_stride_16_stage_to_the_last_layer():
+    from edgetl._tf import keras
+
+    config = build_config({"weights": "none", "input_size": 64})
+    _, base, head = build_classifier(config, 3)
+    assert base.output.shape[1:] == (576 + 1280,) and head.input.shape[1:] == (1856,)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
+    maps = keras.Model(base.input, [base.get_layer(n).output for n in ("block_13_expand_relu", "out_relu")])
+    stage, last = maps.predict(x, verbose=0)
+    expected = np.concatenate([stage.mean(axis=(1, 2)), last.mean(axis=(1, 2))], axis=1)
+    np.testing.assert_allclose(base.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    # none, or an explicit cut layer: the map of one layer, as before
+    assert build_classifier(config.replace(taps="none"), 3)[1].output.shape[1:] == (2, 2, 1280)
+    cut = config.replace(cut_layer="block_6_expand_relu")
+    assert build_classifier(cut, 3)[1].output.shape[1:] == (8, 8, 192)
+    two = config.replace(taps="block_6_expand_relu, block_13_expand_relu", pooling="max")
+    assert build_classifier(two, 3)[1].output.shape[1:] == (192 + 576 + 1280,)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"taps": "block_99_relu"}, "tap 'block_99_relu' is not a layer of mobilenet_v2"),
+        ({"taps": "block_13_expand_relu", "pooling": "flatten"}, "taps need pooling avg or max"),
+    ],
+)
+def test_bad_taps_are_one_line_config_errors(changes, message):
+    from edgetl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        build_classifier(build_config({"weights": "none", "input_size": 32, **changes}), 2)
+
+
+def test_taps_are_part_of_the_feature_cache_key(tmp_path):
+    from edgetl._tf import set_seed
+    from edgetl.train.extract import FeatureExtractor
+
+    def digest(config):
+        set_seed(0)  # the same random weights every build: only the taps differ
+        return FeatureExtractor.for_config(config, build_classifier(config, 2)[1]).digest
+
+    config = build_config({"weights": "none", "input_size": 32, "cache_dir": str(tmp_path)})
+    assert digest(config) == digest(config)
+    assert (
+        len({digest(c) for c in (config, config.replace(taps="none"), config.replace(taps="block_6_expand_relu"))}) == 3
+    )
 
 
 def test_layers_command_lists_cut_candidates():

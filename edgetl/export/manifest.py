@@ -42,6 +42,7 @@ def manifest_for(run, entries: dict, head_entry: dict | None, options: ExportOpt
         "base": {
             "name": info.get("base"),
             "cut_layer": info.get("cut_layer"),
+            "taps": info.get("taps", []),
             "feature_shape": info.get("feature_shape"),
         },
         "output": info.get("output"),

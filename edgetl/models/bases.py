@@ -51,6 +51,8 @@ class BaseSpec:
       module: where `builder` lives, when not in tf_keras.applications.
       caffe: the weights expect BGR minus the ImageNet means; edgetl builds that step into the model.
       int8_note: why full-integer int8 is known to lose accuracy on this base (None: it is not).
+      taps: earlier layers whose pooled outputs join the last layer's by default (multi-level
+        features, used when no cut layer is given; measured in docs/bases.md). Empty: none measured.
     """
 
     name: str
@@ -65,6 +67,7 @@ class BaseSpec:
     module: str | None = None
     caffe: bool = False
     int8_note: str | None = None
+    taps: tuple[str, ...] = ()
 
     @property
     def preprocessing(self) -> dict[str, Any]:
@@ -77,7 +80,8 @@ class BaseSpec:
 BASES: dict[str, BaseSpec] = {
     spec.name: spec
     for spec in (
-        BaseSpec("mobilenet_v2", "MobileNetV2", 224, 32, 1 / 127.5, -1.0, 1280),
+        # block_13_expand_relu: the last layer at stride 16, the stage before the final downsampling
+        BaseSpec("mobilenet_v2", "MobileNetV2", 224, 32, 1 / 127.5, -1.0, 1280, taps=("block_13_expand_relu",)),
         BaseSpec(
             "mobilenet_v3_small",
             "MobileNetV3Small",
@@ -131,6 +135,16 @@ def resolve_weights(weights: str | None) -> str | None:
     return str(path)
 
 
+def resolve_taps(setting: str | None, spec: BaseSpec, cut_layer: str | None, pooling: str) -> tuple[str, ...]:
+    """The layers tapped for multi-level features: `setting` (comma-separated, or none), or the base's own
+    when it is unset, no cut layer is given and the pooling can join maps."""
+    if setting is None:
+        return spec.taps if cut_layer is None and pooling in ("avg", "max") else ()
+    if setting.strip().lower() in ("", "none"):
+        return ()
+    return tuple(t.strip() for t in setting.split(",") if t.strip())
+
+
 def _builder(spec: BaseSpec):
     from edgetl._tf import keras
 
@@ -161,11 +175,19 @@ def _full_model(spec: BaseSpec, shape: tuple[int, int, int], weights: str | None
 
 
 def build_base(
-    spec: BaseSpec, input_size: int, weights: str | None, cut_layer: str | None = None, include_top: bool = False
+    spec: BaseSpec,
+    input_size: int,
+    weights: str | None,
+    cut_layer: str | None = None,
+    include_top: bool = False,
+    taps: tuple[str, ...] = (),
+    pooling: str = "avg",
 ):
     """Build the (frozen) base as a tf_keras Model named 'base' whose output is the feature map.
 
-    A cut inside the classifier top (VGG16's fc2, say) builds the model with its top.
+    A cut inside the classifier top (VGG16's fc2, say) builds the model with its top. With `taps`,
+    the output is a vector instead: each tap's map and the cut's map pooled (`pooling`) and
+    concatenated, taps first (multi-level features).
     """
     from edgetl._tf import keras
 
@@ -174,8 +196,9 @@ def build_base(
     shape = (input_size, input_size, 3)
     full = _full_model(spec, shape, weights, include_top)
     cut = cut_layer or spec.default_cut
-    if include_top or cut is None:
+    if include_top or (cut is None and not taps):
         return _frozen(keras.Model(full.input, full.output, name="base"))
+    cut = cut or full.layers[-1].name
     names = [layer.name for layer in full.layers]
     if cut not in names:
         top_names = [layer.name for layer in _full_model(spec, shape, None, True).layers]
@@ -187,7 +210,29 @@ def build_base(
                 f"cut_layer '{cut}' is not a layer of {spec.name}; run `edgetl layers --base {spec.name}`"
                 + (f" (close: {', '.join(close)})" if close else "")
             )
+    if taps:
+        return _frozen(_tapped(full, cut, taps, pooling, spec.name))
     return _frozen(keras.Model(full.input, full.get_layer(cut).output, name="base"))
+
+
+def _tapped(full, cut: str, taps: tuple[str, ...], pooling: str, base_name: str):
+    """full's input -> [pool(tap) for each tap] + [pool(cut)], concatenated. The added layers are named
+    `taps_*`, so fine-tuning's layer count skips them."""
+    from edgetl._tf import keras
+
+    if pooling not in ("avg", "max"):
+        raise ConfigError(f"taps need pooling avg or max (got {pooling}): a flattened map has no fixed size to join")
+    pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}[pooling]
+    names = {layer.name for layer in full.layers}
+    pooled = []
+    for name in (*taps, cut):
+        if name not in names:
+            raise ConfigError(f"tap '{name}' is not a layer of {base_name}; run `edgetl layers --base {base_name}`")
+        output = full.get_layer(name).output
+        if len(output.shape) != 4:
+            raise ConfigError(f"tap '{name}' of {base_name} is not a feature map (shape {tuple(output.shape[1:])})")
+        pooled.append(pool(name=f"taps_pool_{len(pooled)}")(output))
+    return keras.Model(full.input, keras.layers.Concatenate(name="taps_concat")(pooled), name="base")
 
 
 def _frozen(base):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgetl.models.bases import build_base, get_base
+from edgetl.models.bases import build_base, get_base, resolve_taps
 from edgetl.runtime.head import NumpyHead
 
 if TYPE_CHECKING:
@@ -80,12 +80,18 @@ def build_classifier(config: TrainConfig, num_classes: int, weights: str | None 
     """-> (fused model, base, head). `weights` defaults to config.weights."""
     from edgetl._tf import keras
 
-    spec = get_base(config.base)
-    base = build_base(spec, config.input_size, config.weights if weights == "config" else weights, config.cut_layer)
+    base = config_base(config, config.weights if weights == "config" else weights)
     head = build_head(tuple(base.output.shape[1:]), num_classes, config)
     inputs = keras.Input(shape=(config.input_size, config.input_size, 3), name="image")
     outputs = head(base(inputs, training=False))
     return keras.Model(inputs, outputs, name="edgetl_classifier"), base, head
+
+
+def config_base(config: TrainConfig, weights: str | None):
+    """The frozen base the config describes: its cut layer, and its taps (multi-level features) joined."""
+    spec = get_base(config.base)
+    taps = resolve_taps(config.taps, spec, config.cut_layer, config.pooling)
+    return build_base(spec, config.input_size, weights, config.cut_layer, taps=taps, pooling=config.pooling)
 
 
 def split_model(model):

@@ -40,6 +40,7 @@ def run_summary(doc: Doc, root: Path) -> None:
             ("folder", str(root.resolve())),
             ("base", info.get("base")),
             ("cut layer", info.get("cut_layer")),
+            ("taps (multi-level features)", ", ".join(info.get("taps") or []) or "none"),
             ("input size", info.get("input_size")),
             ("preprocessing", affine(pre.get("scale"), pre.get("offset"))),
             ("output", info.get("output")),

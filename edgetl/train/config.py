@@ -43,6 +43,12 @@ class TrainConfig:
     weights: str = _f("imagenet", "imagenet | none | path to a .h5 weights file.")
     cut_layer: str | None = _f(None, "Layer of the base whose output feeds the head (default: the base's last layer).")
     input_size: int = _f(160, "Square input size in pixels.", low=32, high=1024)
+    taps: str | None = _f(
+        None,
+        "Earlier layers whose pooled outputs join the cut layer's, comma-separated (multi-level features); "
+        "default: the base's own (mobilenet_v2: block_13_expand_relu) when no cut_layer is set and pooling is "
+        "avg or max; none: the cut layer's features only.",
+    )
     # head
     pooling: str = _f("avg", "How the base's feature map becomes a vector.", choices=("avg", "max", "flatten"))
     dense_units: tuple[int, ...] = _f((), "Hidden Dense layers of the head, e.g. 1024 or 512,128.")

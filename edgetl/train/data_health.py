@@ -135,24 +135,12 @@ def check_data(
 def check_folder(config, echo=print) -> dict[str, Any]:
     """`edgetl check-data`: the config's base features of every image of config.data (from the cache when
     `edgetl train` computed them already), then check_data."""
-    from edgetl.models.bases import build_base, get_base
+    from edgetl.models.classifier import config_base
     from edgetl.train.data import load_dataset
     from edgetl.train.extract import FeatureExtractor
 
     dataset = load_dataset(config.data, config.val_split, config.seed)
-    spec = get_base(config.base)
-    base = build_base(spec, config.input_size, config.weights, config.cut_layer)
-    pooling = config.pooling if config.pooling in ("avg", "max") else "none"
-    extractor = FeatureExtractor(
-        base,
-        base_name=spec.name,
-        cut_layer=config.cut_layer,
-        input_size=config.input_size,
-        scale=spec.scale,
-        offset=spec.offset,
-        pooling=pooling,
-        cache_dir=config.cache_dir,
-    )
+    extractor = FeatureExtractor.for_config(config, config_base(config, config.weights))
     sets = {}
     for split, items in (("train", dataset.train), ("val", dataset.val)):
         found = extractor.extract([p for p, _ in items], desc=f"{split} features")

@@ -11,7 +11,7 @@ is the clean image, views 1..K are augmented copies (train split only).
 Cache layout: CACHE_DIR/features/<model digest>/ is a FeatureStore (edgetl.runtime.feature_store,
 the chunked .npz store the device's update-head uses too). The model digest covers the base
 name, a sha256 of the base's actual weight values (so `imagenet`, a local .h5 and a random
-init can never be confused), the cut layer, input size, preprocessing, pooling and
+init can never be confused), the cut layer and taps, input size, preprocessing, pooling and
 CACHE_VERSION. Inside, each row is keyed by `<sha256 of the file bytes>:<view>:<augment
 digest>` (the augment digest covers every augmentation range, fill mode and the seed; it is
 '-' for the clean view). A changed image, base, weight, cut, size or augmentation therefore
@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.errors import ImageError
+from edgetl.models.bases import get_base, resolve_taps
 from edgetl.models.classifier import feature_model, traced_forward, weights_digest
 from edgetl.runtime import atomic
 from edgetl.runtime.feature_store import FeatureStore
@@ -76,6 +77,7 @@ class FeatureExtractor:
         pooling: str,
         cache_dir: str | Path,
         batch_size: int = EXTRACT_BATCH,
+        taps: tuple[str, ...] = (),
     ):
         self.model = feature_model(base, pooling)
         self._forward = traced_forward(self.model)
@@ -86,6 +88,7 @@ class FeatureExtractor:
             "version": CACHE_VERSION,
             "base": base_name,
             "cut": cut_layer,
+            **({"taps": list(taps)} if taps else {}),  # absent without taps: older caches stay valid
             "size": input_size,
             "scale": scale,
             "offset": offset,
@@ -98,6 +101,22 @@ class FeatureExtractor:
         self.folder = self.store.folder
         self.feature_shape = tuple(int(d) for d in self.model.output.shape[1:])
         self.base_calls = 0
+
+    @classmethod
+    def for_config(cls, config, base) -> FeatureExtractor:
+        """The extractor of `base` (built from `config` by config_base) into config.cache_dir."""
+        spec = get_base(config.base)
+        return cls(
+            base,
+            base_name=spec.name,
+            cut_layer=config.cut_layer,
+            input_size=config.input_size,
+            scale=spec.scale,
+            offset=spec.offset,
+            pooling=config.pooling if config.pooling in ("avg", "max") else "none",
+            cache_dir=config.cache_dir,
+            taps=resolve_taps(config.taps, spec, config.cut_layer, config.pooling),
+        )
 
     def reload(self) -> None:
         """Pick up chunks other processes wrote since (multi-worker: the other workers' shards)."""

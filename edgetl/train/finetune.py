@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 def unfreeze_top(base, n: int) -> list[str]:
     """Make exactly the top `n` non-BatchNormalization layers of `base` trainable; returns their names.
 
-    Layers are counted from the output backwards over `base.layers` (the input layer and
-    BatchNormalization layers are skipped and stay frozen); everything else stays frozen.
+    Layers are counted from the output backwards over `base.layers` (the input layer,
+    BatchNormalization layers and the taps' pooling are skipped and stay frozen); everything else stays frozen.
     """
     from edgetl._tf import keras
 
@@ -42,6 +42,7 @@ def unfreeze_top(base, n: int) -> list[str]:
         layer
         for layer in base.layers
         if not isinstance(layer, (keras.layers.InputLayer, keras.layers.BatchNormalization))
+        and not layer.name.startswith("taps_")  # the weightless pooling of multi-level features
     ]
     top = set(id(layer) for layer in candidates[-n:]) if n > 0 else set()
     for layer in base.layers:

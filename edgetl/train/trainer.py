@@ -114,17 +114,7 @@ def extract_features(
     config: TrainConfig, dataset: Dataset, base, params: AugmentParams, strategy, workers, echo
 ) -> tuple[Features, Dataset]:
     """Base features of every training view and validation image (disk cache); drops undecodable files."""
-    spec = get_base(config.base)
-    extractor = FeatureExtractor(
-        base,
-        base_name=spec.name,
-        cut_layer=config.cut_layer,
-        input_size=config.input_size,
-        scale=spec.scale,
-        offset=spec.offset,
-        pooling=config.pooling if config.pooling in ("avg", "max") else "none",
-        cache_dir=config.cache_dir,
-    )
+    extractor = FeatureExtractor.for_config(config, base)
     views = config.augment_views if config.augment else 0
     tr, va = distribute.shared_features(
         extractor,
