@@ -89,6 +89,11 @@ class TrainConfig:
     l2_c: float = _f(
         0.003, "Inverse L2 strength, as scikit-learn's C: the loss gains |W|^2 / (2 C N); 0: no L2.", low=0.0, high=1e6
     )
+    cv_choice: bool = _f(
+        True,
+        "Choose a logistic head's l2_c, and whether its augmented views help, by k-fold CV on the train split "
+        "(search_folds folds), as a linear probe chooses its C; config.yaml records the choice.",
+    )
     standardize: bool = _f(True, "Standardize features for the head (folded into its first Dense layer at the end).")
     class_weight: str = _f(
         "auto",

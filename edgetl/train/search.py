@@ -28,6 +28,7 @@ import numpy as np
 
 from edgetl.errors import ConfigError
 from edgetl.train.config import HEAD_SOLVERS, TrainConfig
+from edgetl.train.cv_choice import folds_of
 from edgetl.train.epochs import compile_model, epoch_rows, schedule
 from edgetl.train.head_fit import fit_logistic, head_data, l2_strength, standardization, view_rows
 
@@ -115,16 +116,13 @@ def _fit_keras(model, config: TrainConfig, data, n: int) -> None:
 def search_head(config: TrainConfig, feats: Features, num_classes: int, echo=print) -> tuple[TrainConfig, dict, str]:
     """-> (the config with the best settings and search off, the record for metrics.json, search.csv)."""
     import optuna
-    from sklearn.model_selection import StratifiedKFold
     from tqdm.auto import tqdm
 
-    y = feats.y_train.astype(int)
-    smallest = int(np.bincount(y, minlength=num_classes).min())
-    if smallest < 2:
+    splits = folds_of(config, feats.y_train, num_classes)
+    if not splits:
+        smallest = int(np.bincount(feats.y_train.astype(int), minlength=num_classes).min())
         raise ConfigError(f"--search needs at least 2 training images per class for cross-validation, got {smallest}")
-    folds = min(config.search_folds, smallest)
-    splits = list(StratifiedKFold(folds, shuffle=True, random_state=config.seed).split(np.zeros(len(y)), y))
-    start, rows = time.time(), []
+    folds, start, rows = len(splits), time.time(), []
 
     deadline = start + config.search_budget
     fold_seconds: dict[str, float] = {}  # the longest fold seen per solver
@@ -178,7 +176,7 @@ def search_head(config: TrainConfig, feats: Features, num_classes: int, echo=pri
         "cv_accuracy": rows[0]["cv_accuracy"],
         "best": {k: _text(v) for k, v in best.items()},
     }
-    return config.replace(search=False, **best), record, leaderboard_csv(rows)
+    return config.replace(search=False, cv_choice=False, **best), record, leaderboard_csv(rows)
 
 
 def enqueue_references(study, config: TrainConfig, cached_views: int) -> None:

@@ -35,6 +35,7 @@ from edgetl.runtime import atomic
 from edgetl.train import checkpoint, data_health, distribute, tensorboard_logs
 from edgetl.train.augment import AugmentParams
 from edgetl.train.config import TrainConfig
+from edgetl.train.cv_choice import choose_logistic
 from edgetl.train.data import Dataset, load_dataset
 from edgetl.train.epochs import EpochHook, Loop
 from edgetl.train.extract import FeatureExtractor
@@ -190,12 +191,8 @@ def _train(
     health = dataset_health(feats, dataset, config.seed) if workers.chief else None
     if health is not None:
         echo(data_health.summary_line(health) + " (data_health.json)")
-    searched = None
-    if config.search:  # the chosen settings replace the config's before anything is trained or checkpointed
-        config, searched, board = search_head(config, feats, num_classes, echo)
-        feats = feats.first_views(config.augment_views if config.augment else 0)
-        if workers.chief:
-            atomic.write_text(out / "search.csv", board)
+    config, feats, chosen = choose_settings(config, feats, num_classes, out, workers, echo)
+    if "search" in chosen:
         with strategy.scope():  # the head's shape may have changed (dense_units, dropout)
             fused, base, head = build_classifier(config, num_classes)
     loop = Loop.open(config, out, digest, resume, strategy, workers, epoch_hook, echo)
@@ -214,12 +211,35 @@ def _train(
         config, dataset, feats, scores, loop, resumed_from, {"train_seconds": time.time() - start, **seconds}
     )
     metrics["head"] = head_report
-    if searched is not None:
-        metrics["search_seconds"], metrics["search"] = searched["seconds"], searched
+    metrics.update(chosen)
     if health is not None:
         metrics["data_health"] = {k: v for k, v in health.items() if k.startswith("num_")}
     run = (fused, base, splits, confusion, health, world)
     return finish(loop, metrics, run, dataset)
+
+
+def choose_settings(
+    config: TrainConfig, feats: Features, num_classes: int, out: Path, workers, echo
+) -> tuple[TrainConfig, Features, dict]:
+    """Head settings chosen by cross-validation on the train split, before anything is trained or
+    checkpointed: --search (the chief writes search.csv), else cv_choice for a logistic head.
+    -> (the config with the choice, the features it trains on, metrics.json entries)."""
+    if config.search:
+        config, searched, board = search_head(config, feats, num_classes, echo)
+        if workers.chief:
+            atomic.write_text(out / "search.csv", board)
+        feats = feats.first_views(config.augment_views if config.augment else 0)
+        return config, feats, {"search_seconds": searched["seconds"], "search": searched}
+    if config.cv_choice and config.head_solver == "logistic":
+        config, chosen = choose_logistic(config, feats, num_classes)
+        if chosen is not None:
+            echo(
+                f"l2_c {config.l2_c:g}, {chosen['augment_views']} augmented view(s) per image: "
+                f"{chosen['folds']}-fold CV on the train split ({chosen['seconds']:.1f}s)"
+            )
+            feats = feats.first_views(config.augment_views if config.augment else 0)
+            return config, feats, {"cv_choice": chosen}
+    return config, feats, {}
 
 
 def run_metrics(
