@@ -41,6 +41,12 @@ def test_helpful_views_are_kept_and_the_choice_is_deterministic():
     assert scores[(record["augment_views"], record["l2_c"])] == max(scores.values())
 
 
+def test_c_is_never_chosen_above_the_configured_l2_c():
+    config = build_config({"weights": "none", "augment_views": 1, "l2_c": 0.002})
+    chosen, record = choose_logistic(config, _features(views_help=True), 2)
+    assert {r["l2_c"] for r in record["scores"]} == {0.001, 0.002} and chosen.l2_c <= 0.002
+
+
 def test_a_class_with_one_image_keeps_the_config_as_given():
     config = build_config({"weights": "none", "augment_views": 1, "l2_c": 0.02})
     feats = _features(views_help=True, n=4)

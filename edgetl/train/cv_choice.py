@@ -2,7 +2,7 @@
 
     cached features of the training images (never the val split)
       --stratified k folds by image (config.search_folds)--> for views in (0, the configured views),
-        for C in C_GRID (warm-started, strong to weak L2): logistic regression fitted on k-1 folds,
+        for C in C_GRID up to l2_c, and l2_c (warm-started, strong to weak L2): logistic regression fitted on k-1 folds,
         scored on the clean view of the held-out fold's images (accuracy + 0.01 x mean log-likelihood)
       --> the best (views, C); ties keep the configured settings
 
@@ -54,7 +54,7 @@ def choose_logistic(config: TrainConfig, feats: Features, num_classes: int) -> t
     if not splits:
         return config.replace(cv_choice=False), None
     given_views = feats.views
-    grid = sorted({*C_GRID, config.l2_c})
+    grid = sorted({*(c for c in C_GRID if c < config.l2_c), config.l2_c})  # never weaker L2 than configured
     options = [(v, c) for v in sorted({0, given_views}) for c in grid]
     scores = dict.fromkeys(options, 0.0)
     for fit, held in splits:
