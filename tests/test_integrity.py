@@ -118,26 +118,14 @@ def test_open_run_refuses_a_truncated_model_and_a_bad_files_map(run_copy):
 
 # ------------------------------------------------------------------------- feature cache
 def _cache(trained_run):
-    from edgetl.models.bases import build_base, get_base
+    from edgetl._tf import set_seed
+    from edgetl.models.classifier import config_base
     from edgetl.train.extract import FeatureExtractor
 
-    _, cache_dir, config = trained_run
-    spec = get_base(config.base)
-    from edgetl._tf import set_seed
-
+    _, _, config = trained_run
     set_seed(config.seed)
-    base = build_base(spec, config.input_size, config.weights, config.cut_layer)
-    return FeatureExtractor(
-        base,
-        base_name=spec.name,
-        cut_layer=config.cut_layer,
-        input_size=config.input_size,
-        scale=spec.scale,
-        offset=spec.offset,
-        batch_size=8,
-        pooling="avg",
-        cache_dir=cache_dir,
-    )
+    base = config_base(config, config.weights)
+    return FeatureExtractor.for_config(config, base, batch_size=8)
 
 
 def test_feature_chunks_carry_their_sha256_and_a_corrupt_one_is_recomputed(trained_run, tmp_path, capsys):

@@ -87,10 +87,14 @@ def build_classifier(config: TrainConfig, num_classes: int, weights: str | None 
     return keras.Model(inputs, outputs, name="edgetl_classifier"), base, head
 
 
+def config_taps(config: TrainConfig) -> tuple[str, ...]:
+    """The layers the config taps for multi-level features (its own list, or its base's default)."""
+    return resolve_taps(config.taps, get_base(config.base), config.cut_layer, config.pooling)
+
+
 def config_base(config: TrainConfig, weights: str | None):
     """The frozen base the config describes: its cut layer, and its taps (multi-level features) joined."""
-    spec = get_base(config.base)
-    taps = resolve_taps(config.taps, spec, config.cut_layer, config.pooling)
+    spec, taps = get_base(config.base), config_taps(config)
     return build_base(spec, config.input_size, weights, config.cut_layer, taps=taps, pooling=config.pooling)
 
 

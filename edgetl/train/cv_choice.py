@@ -76,9 +76,7 @@ def _fold_scores(config, feats, num_classes: int, fit, held, views: int, grid) -
     """[(C, score on the held-out fold's clean images)] for one fold, one number of views."""
     from sklearn.linear_model import LogisticRegression
 
-    rows = view_rows(fit, feats.views + 1)
-    if views < feats.views:
-        rows = rows.reshape(len(fit), feats.views + 1)[:, : views + 1].ravel()
+    rows = view_rows(fit, feats.views + 1).reshape(len(fit), -1)[:, : views + 1].ravel()  # clean + `views` views
     x, y = feats.x_train[rows].reshape(len(rows), -1), feats.y_train[fit].repeat(views + 1).astype(int)
     mean, var = standardization(x) if config.standardize else (0.0, 1.0)
     scale = np.sqrt(var)

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.errors import ImageError
-from edgetl.models.bases import get_base, resolve_taps
-from edgetl.models.classifier import feature_model, traced_forward, weights_digest
+from edgetl.models.bases import get_base
+from edgetl.models.classifier import config_taps, feature_model, traced_forward, weights_digest
 from edgetl.runtime import atomic
 from edgetl.runtime.feature_store import FeatureStore
 from edgetl.runtime.image import load_rgb, preprocess
@@ -103,11 +103,11 @@ class FeatureExtractor:
         self.base_calls = 0
 
     @classmethod
-    def for_config(cls, config, base) -> FeatureExtractor:
-        """The extractor of `base` (built from `config` by config_base) into config.cache_dir."""
+    def for_config(cls, config, base, **overrides) -> FeatureExtractor:
+        """The extractor of `base` (built from `config` by config_base) into config.cache_dir;
+        `overrides` replace any of the settings (e.g. batch_size)."""
         spec = get_base(config.base)
-        return cls(
-            base,
+        settings = dict(
             base_name=spec.name,
             cut_layer=config.cut_layer,
             input_size=config.input_size,
@@ -115,8 +115,9 @@ class FeatureExtractor:
             offset=spec.offset,
             pooling=config.pooling if config.pooling in ("avg", "max") else "none",
             cache_dir=config.cache_dir,
-            taps=resolve_taps(config.taps, spec, config.cut_layer, config.pooling),
+            taps=config_taps(config),
         )
+        return cls(base, **{**settings, **overrides})
 
     def reload(self) -> None:
         """Pick up chunks other processes wrote since (multi-worker: the other workers' shards)."""

@@ -33,8 +33,7 @@ import numpy as np
 
 from edgetl import __version__
 from edgetl.errors import RunFolderError
-from edgetl.models.bases import resolve_taps
-from edgetl.models.classifier import output_kind
+from edgetl.models.classifier import config_taps, output_kind
 from edgetl.report.figures import confusion_png, curves_png
 from edgetl.runtime import atomic
 from edgetl.train.config import dump_config
@@ -165,7 +164,7 @@ def run_info(config, spec, base, classes: list[str]) -> dict:
         "edgetl_version": __version__,
         "base": spec.name,
         "cut_layer": config.cut_layer,
-        "taps": list(resolve_taps(config.taps, spec, config.cut_layer, config.pooling)),
+        "taps": list(config_taps(config)),
         "input_size": config.input_size,
         "preprocessing": {"scale": spec.scale, "offset": spec.offset, "color": "RGB"},
         "output": output_kind(len(classes))[0],

@@ -160,6 +160,19 @@ def search_head(config: TrainConfig, feats: Features, num_classes: int, echo=pri
     enqueue_references(study, config, feats.views)
     with tqdm(total=config.search_trials, desc=f"search ({folds}-fold CV)", unit="trial", leave=False) as bar:
         study.optimize(objective, n_trials=config.search_trials, timeout=config.search_budget)
+    best = rank_trials(rows, echo)
+    record = {
+        "seconds": round(time.time() - start, 3),
+        "trials": len(rows),
+        "folds": folds,
+        "cv_accuracy": rows[0]["cv_accuracy"],
+        "best": {k: _text(v) for k, v in best.items()},
+    }
+    return config.replace(search=False, cv_choice=False, **best), record, leaderboard_csv(rows)
+
+
+def rank_trials(rows: list[dict], echo=print) -> dict:
+    """Sort the trial rows best first, number their rank, print the top 5 -> the best trial's settings."""
     rows.sort(key=lambda r: (-r["score"], r["trial"]))
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
@@ -169,14 +182,7 @@ def search_head(config: TrainConfig, feats: Features, num_classes: int, echo=pri
             f"search #{row['rank']}: cv_accuracy {row['cv_accuracy']:.4f} log_loss {row['cv_log_loss']:.4f} "
             + " ".join(f"{k}={_text(row[k])}" for k in best)
         )
-    record = {
-        "seconds": round(time.time() - start, 3),
-        "trials": len(rows),
-        "folds": folds,
-        "cv_accuracy": rows[0]["cv_accuracy"],
-        "best": {k: _text(v) for k, v in best.items()},
-    }
-    return config.replace(search=False, cv_choice=False, **best), record, leaderboard_csv(rows)
+    return best
 
 
 def enqueue_references(study, config: TrainConfig, cached_views: int) -> None:
