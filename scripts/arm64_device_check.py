@@ -389,7 +389,8 @@ def service_check(root: Root, wheel: str, inner_bundle: str, results: dict) -> N
 
 
 def quick_bundle(tmp: Path) -> tuple[Path, Path]:
-    """A tiny bundle for CI: 3 colour classes, a random 32 px MobileNetV2 cut early, trained and
+    """A tiny bundle for CI: 3 colour classes, a random 32 px MobileNetV2 with the default config's
+    multi-level features (taps: the stride-16 stage pooled and joined to the last layer), trained and
     exported here with the real CLI (tflite int8/float32 fused and split, ONNX float and int8)."""
     import numpy as np
     from PIL import Image
@@ -412,8 +413,6 @@ def quick_bundle(tmp: Path) -> tuple[Path, Path]:
         "none",
         "--input-size",
         "32",
-        "--cut-layer",
-        "Conv1_relu",
         "--epochs",
         "2",
         "--l2-c",
