@@ -33,4 +33,7 @@ def write_digits(out: Path) -> int:
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python benchmarks/digits_set.py OUT_DIR")
+    if Path(sys.argv[1]).exists() and any(Path(sys.argv[1]).iterdir()):
+        # other images there would join the set, and the same digit written twice can land in train and val
+        sys.exit(f"error: {sys.argv[1]} is not empty; give a new or empty folder")
     print(f"wrote {write_digits(Path(sys.argv[1]))} images to {sys.argv[1]}")
