@@ -72,7 +72,10 @@ CPU revision\t: 1
 
 """
 TRAINING_SIDE = ("tensorflow", "tensorflow-cpu", "tf-keras", "keras", "tensorflow-model-optimization", "tf2onnx")
-TOLERANCE = 1e-3  # the largest score difference x86 vs arm64 that passes (measured: 0.0 for every format)
+TOLERANCE = 1e-3  # the largest score difference x86 vs arm64 that passes (measured: 0.0 for float formats)
+# A fused int8 model's probabilities are int8 levels of 1/256: with the default taps on real weights, one
+# image of 40 (flowers, 2026-12-03) came out one level apart on arm64, labels and accuracy identical.
+INT8_TOLERANCE = 1 / 256 + 1e-6
 IMAGE_TYPES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -295,8 +298,10 @@ def classify_both(
         row = compare(parse_run(here.stdout), parse_run(there.stdout), keys)
         table[name] = row
         log(f"{bundle.name} {name}: {json.dumps(row)}")
-        # measured: every format, int8 included, gives x86's scores exactly on an emulated Pi CPU
-        check(results, f"agreement[{bundle.name}:{name}]", row["max_score_diff"] <= TOLERANCE, **row)
+        # int8 kernels may round one level apart across architectures (measured: docs/arm64.md); labels must agree
+        tolerance = INT8_TOLERANCE if "int8" in name else TOLERANCE
+        ok = row["max_score_diff"] <= tolerance and row["label_agreement"] == 1.0
+        check(results, f"agreement[{bundle.name}:{name}]", ok, tolerance=round(tolerance, 6), **row)
     return table
 
 
