@@ -9,9 +9,10 @@
 A fixed augmentation suits the data sets it was chosen on and says nothing about a user's: on the
 shared photo sets one augmented view (flip, rotation) helps, on handwritten digits it costs 1.2 pp (a
 mirrored or turned digit is another digit). C is chosen too, but only at or below the default 0.003:
-measured 2026-12-03 (on an earlier split of the digits set), letting CV pick C up to 0.3 reached the probe on digits (98.6 %) but the split
-int8 form then lost 1.11 pp there (the export gate failed) and 0.5 pp on flowers, against 0.56 and
-0.25 pp at 0.003: a weakly penalised head leans on low-variance features that int8 rounds coarsely.
+measured 2026-12-03 (on an earlier split of the digits set), letting CV pick C up to 0.3 reached the
+probe on digits (98.6 %) but the split int8 form then lost 1.11 pp there (the export gate failed)
+and 0.5 pp on flowers, against 0.56 and 0.25 pp at 0.003 (README has the C table on today's split):
+a weakly penalised head leans on low-variance features that int8 rounds coarsely.
 The selection fits stop at a loose tolerance (SELECT_TOL: they only rank settings); the head itself is
 then fitted to convergence by head_fit. A few seconds on the data sets in README; `--no-cv-choice` (or
 `cv_choice: false`) keeps l2_c and augment_views as given, and `--search` replaces this with its
