@@ -105,7 +105,17 @@ BASES: dict[str, BaseSpec] = {
             int8_note=HARD_SWISH,
         ),
         BaseSpec("inception_v3", "InceptionV3", 299, 75, 1 / 127.5, -1.0, 2048),
-        BaseSpec("efficientnet_lite0", "EfficientNetLite0", 224, 32, 1 / 128, -127 / 128, 1280, module=LITE),
+        BaseSpec(
+            "efficientnet_lite0",
+            "EfficientNetLite0",
+            224,
+            32,
+            1 / 128,
+            -127 / 128,
+            1280,
+            module=LITE,
+            taps=("block6a_expand_activation",),  # docs/bases.md: measured on three sets like MobileNetV2's
+        ),
         BaseSpec("efficientnet_lite1", "EfficientNetLite1", 240, 32, 1 / 128, -127 / 128, 1280, module=LITE),
         BaseSpec("efficientnet_lite2", "EfficientNetLite2", 260, 32, 1 / 128, -127 / 128, 1280, module=LITE),
         BaseSpec("efficientnet_b0", "EfficientNetB0", 224, 32, 1.0, 0.0, 1280, int8_note=SWISH),
